@@ -1,0 +1,60 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO := demo-out
+
+.PHONY: demo test test-slow validate lint format typecheck bench sample-data clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when the declared or pinned dependencies change.
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+## demo: create .venv, install recsim and run the whole loop on sample_data/
+demo: $(STAMP)
+	$(BIN)/recsim --version
+	$(BIN)/recsim ingest sample_data/events.csv.gz --items sample_data/items.csv.gz \
+		--data $(DEMO)/recsim-data --replace
+	$(BIN)/recsim simulate --users 2000 --items 2000 --days 14 --seed 1 \
+		--policies prod,personal --split 50/50 --out $(DEMO)/ab-logs
+	$(BIN)/recsim ingest $(DEMO)/ab-logs/events.csv.gz --items $(DEMO)/ab-logs/items.csv.gz \
+		--data $(DEMO)/ab-data --replace
+	$(BIN)/recsim abtest --data $(DEMO)/ab-data --arm-column policy \
+		--control prod --treatment personal --gate examples/gate.toml \
+		--report $(DEMO)/abtest.json --markdown $(DEMO)/abtest.md
+
+## test: lint, format check, type check and the test suite (without slow tests)
+test: $(STAMP)
+	$(BIN)/ruff check recsim_cli tests bench
+	$(BIN)/ruff format --check recsim_cli tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/pytest -q -m slow
+
+## validate: thousands of simulated experiments; writes docs/validation.md (about 5 minutes)
+validate: $(STAMP)
+	$(BIN)/python -m recsim_cli.experiment.validate --out docs/validation.md
+
+format: $(STAMP)
+	$(BIN)/ruff format recsim_cli tests bench
+	$(BIN)/ruff check --fix recsim_cli tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/simulate.py
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/abtest.py
+
+## sample-data: regenerate sample_data/ (a test checks it is byte-identical)
+sample-data: $(STAMP)
+	$(BIN)/recsim simulate --users 1200 --items 2000 --days 14 --seed 20261125 --out sample_data
+
+clean:
+	rm -rf $(VENV) $(DEMO) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,3 @@
+from recsim_cli.cli import main
+
+raise SystemExit(main())

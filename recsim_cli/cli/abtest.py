@@ -1,0 +1,390 @@
+"""`recsim abtest`: analyse a logged A/B test and, with a gate, decide by the exit code.
+
+Parses the options, calls ``run_logged_abtest`` (or ``plan_logged_abtest``
+with ``--plan``), writes the JSON and Markdown reports, renders the result,
+and exits with the gate's code. Errors propagate to the group in
+``recsim_cli.cli``, which exits 2 or 70, never 0 or 1: the gate fails closed.
+Only typer and light recsim modules are imported at module level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from recsim_cli.cli.options import DEFAULT_DATA, DataDir, JsonFlag, Seed, parse_split
+from recsim_cli.errors import ConfigError, UserError
+
+if TYPE_CHECKING:
+    from rich.console import Group
+
+    from recsim_cli.experiment.abtest import AbTestReport
+    from recsim_cli.experiment.plan import AbTestPlan
+    from recsim_cli.experiment.results import MetricResult
+
+
+def _names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def abtest_command(
+    *,
+    control: Annotated[
+        str, typer.Option("--control", help="The control arm's label (or registry model).")
+    ],
+    treatment: Annotated[
+        str, typer.Option("--treatment", help="The treatment arm's label (or registry model).")
+    ],
+    data: DataDir = DEFAULT_DATA,
+    arm_column: Annotated[
+        str | None,
+        typer.Option(
+            "--arm-column",
+            help="Column of the events naming each event's arm, e.g. policy: analyse a logged "
+            "A/B test. Without it, --control and --treatment name registry models.",
+        ),
+    ] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics",
+            help="Primary metrics, comma-separated. \\[default: ctr,watch_time,session_depth, "
+            "or the gate's]",
+            show_default=False,
+        ),
+    ] = None,
+    guardrails: Annotated[
+        str | None,
+        typer.Option("--guardrails", help="Guardrail metrics, comma-separated (not adjusted)."),
+    ] = None,
+    alpha: Annotated[
+        float | None,
+        typer.Option(
+            "--alpha",
+            help="Level of every test. \\[default: 0.05, or the gate's]",
+            show_default=False,
+        ),
+    ] = None,
+    design: Annotated[
+        str, typer.Option("--design", help="split (users in one arm) or paired.")
+    ] = "split",
+    cuped: Annotated[
+        bool, typer.Option("--cuped", help="Reduce variance with each user's pre-period metric.")
+    ] = False,
+    pre_days: Annotated[
+        int, typer.Option("--pre-days", help="Days before the start that CUPED reads.", min=0)
+    ] = 7,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--start",
+            metavar="DATE",
+            help="Start of the experiment (UTC), e.g. 2026-01-12. \\[default: first event of "
+            "either arm]",
+            show_default=False,
+        ),
+    ] = None,
+    end: Annotated[
+        str | None,
+        typer.Option(
+            "--end",
+            metavar="DATE",
+            help="End of the experiment (UTC), exclusive. \\[default: none]",
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            metavar="SHARES",
+            help="Intended control/treatment split, e.g. 50/50. \\[default: 50/50, or the gate's]",
+            show_default=False,
+        ),
+    ] = None,
+    correction: Annotated[
+        str | None,
+        typer.Option(
+            "--correction",
+            help="Multiple-testing correction of the primaries: holm, bh or none. "
+            "\\[default: holm, or the gate's]",
+            show_default=False,
+        ),
+    ] = None,
+    relative_ci: Annotated[
+        str | None,
+        typer.Option(
+            "--relative-ci",
+            help="Interval of the relative lift: fieller, delta or log. "
+            "\\[default: fieller, or the gate's]",
+            show_default=False,
+        ),
+    ] = None,
+    both_arms: Annotated[
+        str | None,
+        typer.Option(
+            "--both-arms",
+            help="Users seen in both arms: exclude them, or keep them (the split design's "
+            "health check then fails). \\[default: exclude; keep with --design paired]",
+            show_default=False,
+        ),
+    ] = None,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", metavar="N", help="Poisson-bootstrap resamples (0 = off).")
+    ] = 0,
+    winsorize: Annotated[
+        float | None,
+        typer.Option(
+            "--winsorize", metavar="P", help="Cap users above the P-quantile, e.g. 0.999."
+        ),
+    ] = None,
+    gate: Annotated[
+        Path | None,
+        typer.Option(
+            "--gate", help="Gate TOML file: its decision is the exit code (docs/gate.md)."
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option("--report", metavar="FILE.json", help="Write the JSON report.")
+    ] = None,
+    markdown: Annotated[
+        Path | None,
+        typer.Option("--markdown", metavar="FILE.md", help="Write a Markdown summary for CI."),
+    ] = None,
+    plan: Annotated[
+        bool,
+        typer.Option("--plan", help="Print the users per arm needed to detect --mde, and exit."),
+    ] = False,
+    mde: Annotated[
+        float | None,
+        typer.Option("--mde", help="Relative change to detect with --plan, e.g. 0.02 for 2%."),
+    ] = None,
+    seed: Seed = 0,
+    json_output: JsonFlag = False,
+) -> None:
+    """Analyse a logged A/B test and gate a promotion on it.
+
+    Reads the dataset's events, sums each user's clicks, impressions, watch
+    time and sessions per arm (users are the unit, never impressions), and
+    tests the lift of CTR, watch time per session and session depth. With
+    --gate the exit code is the decision: 0 ship, 1 no ship, 3 inconclusive,
+    4 invalid; without a gate it is 0 after printing the results. Errors exit
+    2 (input) or 70 (bug), never 0 or 1. Statistics: docs/statistics.md;
+    gates: docs/gate.md (add --gate examples/gate.toml to the example).
+
+    Example (simulate a logged A/B test, store it, analyse it):
+    recsim simulate --users 2000 --items 2000 --policies prod,personal --out ab-logs
+    recsim ingest ab-logs/events.csv.gz --data ab-data
+    recsim abtest --data ab-data --arm-column policy --control prod --treatment personal
+    """
+    from recsim_cli.cli import console
+    from recsim_cli.experiment.abtest import run_logged_abtest
+    from recsim_cli.experiment.logged import BOTH_ARMS, parse_moment
+    from recsim_cli.experiment.plan import plan_logged_abtest
+
+    if arm_column is None:
+        raise UserError(
+            f"comparing registry models ('{control}' and '{treatment}') needs the off-policy "
+            "estimators, which this recsim does not have yet; to analyse a logged A/B test, "
+            "add --arm-column with the column naming each event's arm, e.g. --arm-column policy."
+        )
+    if mde is not None and not plan:
+        raise ConfigError("--mde sizes an experiment with --plan; add --plan or drop --mde.")
+    if both_arms is not None and both_arms not in BOTH_ARMS:
+        raise ConfigError(f"--both-arms must be exclude or keep; got {both_arms!r}.")
+    shares = parse_split(split) if split is not None else None
+    if shares is not None and len(shares) != 2:
+        raise ConfigError(f"--split {split}: give two shares, control/treatment, e.g. 50/50.")
+    common: dict[str, Any] = {
+        "control": control,
+        "treatment": treatment,
+        "arm_column": arm_column,
+        "metrics": _names(metrics),
+        "guardrails": _names(guardrails),
+        "alpha": alpha,
+        "cuped": cuped,
+        "pre_days": pre_days,
+        "start": None if start is None else parse_moment(start, "--start"),
+        "end": None if end is None else parse_moment(end, "--end"),
+        "split": shares,
+        "correction": correction,
+        "gate": gate,
+    }
+    with console.progress_bar(enabled=not json_output) as progress:
+        if plan:
+            sized = plan_logged_abtest(data, mde=mde, progress=progress, **common)
+        else:
+            result = run_logged_abtest(
+                data,
+                design=design,
+                relative_ci=relative_ci,
+                both_arms=both_arms,
+                bootstrap=bootstrap,
+                winsorize=winsorize,
+                seed=seed,
+                progress=progress,
+                **common,
+            )
+    if plan:
+        _finish_plan(sized, report=report, markdown=markdown, json_output=json_output)
+        return
+    _write_outputs(result, report=report, markdown=markdown)
+    if json_output:
+        console.print_json(result.to_dict())
+    else:
+        console.out.print(render(result))
+    if result.exit_code:
+        raise typer.Exit(int(result.exit_code))
+
+
+def _write(path: Path, flag: str, write: Callable[[Path], None]) -> None:
+    try:
+        write(path)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise UserError(
+            f"cannot write {flag} {path} ({reason}); give a file path you can write to."
+        ) from None
+
+
+def _write_outputs(result: AbTestReport, *, report: Path | None, markdown: Path | None) -> None:
+    from recsim_cli.experiment.markdown import abtest_markdown
+    from recsim_cli.io import write_bytes_atomic, write_json_atomic
+
+    if report is not None:
+        _write(report, "--report", lambda p: write_json_atomic(p, result.to_dict()))
+    if markdown is not None:
+        text = abtest_markdown(result).encode("utf-8")
+        _write(markdown, "--markdown", lambda p: write_bytes_atomic(p, text))
+
+
+def _finish_plan(
+    sized: AbTestPlan, *, report: Path | None, markdown: Path | None, json_output: bool
+) -> None:
+    from recsim_cli.cli import console
+    from recsim_cli.experiment.markdown import format_number, format_percent, plan_markdown
+    from recsim_cli.io import write_bytes_atomic, write_json_atomic
+
+    if report is not None:
+        _write(report, "--report", lambda p: write_json_atomic(p, sized.to_dict()))
+    if markdown is not None:
+        text = plan_markdown(sized).encode("utf-8")
+        _write(markdown, "--markdown", lambda p: write_bytes_atomic(p, text))
+    if json_output:
+        console.print_json(sized.to_dict())
+        return
+    header = ["metric", "role", "baseline", "MDE", "alpha", "control users", "treatment users"]
+    rows = [
+        (
+            m.metric,
+            m.role,
+            format_number(m.baseline),
+            f"{100 * m.relative_mde:g}%",
+            f"{m.alpha:.3g}",
+            m.users_control,
+            m.users_treatment,
+        )
+        for m in sized.metrics
+    ]
+    split = "/".join(f"{100 * s:g}" for s in sized.split)
+    title = f"users needed (power {100 * sized.power:g}%, split {split})"
+    console.out.print(console.frame_table(title, header, rows))
+    for m in sized.metrics:
+        now = format_percent(m.current_relative_mde).lstrip("+")
+        console.out.print(
+            f"{m.metric}: with the {sized.logged.users_control:,} and "
+            f"{sized.logged.users_treatment:,} users of the data, the detectable change is {now}.",
+            markup=False,
+        )
+
+
+def _metric_table(result: AbTestReport, m: MetricResult) -> object:
+    from rich.table import Table
+
+    from recsim_cli.experiment.markdown import (
+        absolute_lift,
+        format_number,
+        format_p,
+        format_percent,
+        format_signed,
+        relative_lift,
+    )
+
+    settings = result.result.settings
+    level = f"{100 * (1 - settings.alpha):g}% CI"
+    table = Table(
+        title=f"{m.label} ({m.metric}, {m.role})", show_header=False, title_justify="left"
+    )
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    rows = [
+        (
+            f"control {m.control.arm}",
+            f"{format_number(m.control.estimate)} ({m.control.users:,} users)",
+        ),
+        (
+            f"treatment {m.treatment.arm}",
+            f"{format_number(m.treatment.estimate)} ({m.treatment.users:,} users)",
+        ),
+        (f"absolute lift ({level})", absolute_lift(m)),
+        (f"relative lift ({level})", relative_lift(m)),
+        (f"p-value ({m.test})", format_p(m.p_value)),
+        (
+            f"adjusted p ({settings.correction})",
+            "- (guardrails are not adjusted)"
+            if m.role == "guardrail"
+            else format_p(m.adjusted_p_value),
+        ),
+    ]
+    if m.cuped is not None:
+        rows.append(("CUPED variance reduction", f"{100 * m.cuped.variance_reduction:.1f}%"))
+    if m.bootstrap is not None:
+        b = m.bootstrap
+        rows.append(
+            (
+                f"bootstrap ({b.resamples:,} resamples)",
+                f"{format_signed(b.ci_low)} to {format_signed(b.ci_high)}; relative "
+                f"{format_percent(b.relative_low)} to {format_percent(b.relative_high)}",
+            )
+        )
+    rows.append(("verdict", result.verdict_of(m)))
+    for label, value in rows:
+        table.add_row(label, value)
+    return table
+
+
+def render(result: AbTestReport) -> Group:
+    """Render a report: one table per metric, the health checks, warnings and the decision."""
+    from rich.console import Group, RenderableType
+    from rich.text import Text
+
+    counts = result.logged
+    parts: list[RenderableType] = [
+        Text(
+            f"recsim abtest: {counts.treatment} (treatment) vs {counts.control} (control), "
+            f"{counts.users_treatment:,} and {counts.users_control:,} users, "
+            f"{counts.events_used:,} events",
+            style="bold",
+        )
+    ]
+    parts += [_metric_table(result, m) for m in result.result.metrics]  # type: ignore[misc]
+    parts.append(Text("Health checks:", style="bold"))
+    for check in result.result.health:
+        mark, style = ("✓", "green") if check.passed else ("✗", "red")
+        parts.append(Text(f"  {mark} {check.detail}", style=style))
+    for warning in result.warnings:
+        parts.append(Text(f"Warning: {warning}", style="yellow"))
+    if result.decision is None:
+        parts.append(Text("No gate given (--gate): results only, exit 0.", style="bold"))
+    else:
+        verdict = result.decision.verdict.replace("_", " ")
+        style = "green" if result.decision.verdict == "ship" else "red"
+        parts.append(
+            Text(f"Decision: {verdict} (exit {int(result.exit_code)})", style=f"bold {style}")
+        )
+        parts += [Text(f"  - {reason}") for reason in result.decision.reasons]
+    return Group(*parts)

@@ -1,0 +1,49 @@
+"""Options shared by several commands, defined once so they read the same everywhere."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from recsim_cli.errors import ConfigError
+
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        "--data",
+        help="Dataset folder written by `recsim ingest`.",
+        envvar="RECSIM_DATA",
+        file_okay=False,
+    ),
+]
+DEFAULT_DATA = Path("recsim-data")
+
+Seed = Annotated[
+    int,
+    typer.Option("--seed", help="Seed of every random choice; same seed, same bytes.", min=0),
+]
+
+JsonFlag = Annotated[
+    bool,
+    typer.Option("--json", help="Print the result as JSON on stdout instead of a table."),
+]
+
+
+def parse_split(text: str, flag: str = "--split") -> tuple[float, ...]:
+    """Parse traffic shares written ``50/50`` (or ``1/1``, ``0.3/0.7``) into positive numbers.
+
+    The numbers are weights: callers normalise them, so ``50/50`` and ``1/1`` agree.
+    """
+    parts = text.split("/")
+    try:
+        values = tuple(float(part) for part in parts)
+    except ValueError:
+        values = ()
+    if len(values) < 2 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ConfigError(
+            f"{flag} {text}: give positive numbers separated by '/', one per arm, e.g. 50/50."
+        )
+    return values

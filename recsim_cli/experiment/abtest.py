@@ -1,0 +1,376 @@
+"""Analyse a logged A/B test from a dataset: logs -> per-user frame -> analysis -> decision.
+
+:func:`run_logged_abtest` is what ``recsim abtest --arm-column ...`` runs: it
+opens the dataset, builds the sufficient-statistics frame of the two arms
+(``logged.aggregate_experiment``), analyses it (``analyse``) and, given a
+gate, decides (``decide``). It returns an :class:`AbTestReport`, whose
+``exit_code`` is the gate's (0 ship, 1 no ship, 3 inconclusive, 4 invalid),
+or 0 without a gate; ``plan.plan_logged_abtest`` (``--plan``) uses the same
+data to size a future experiment. Neither prints nor exits; every error is a
+``RecsimError``. Options the gate fixes (metrics, alpha, split, correction,
+relative CI) may be repeated but not contradicted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from recsim_cli import __version__
+from recsim_cli.dataset import Dataset
+from recsim_cli.errors import ConfigError, DatasetError, ExitCode
+from recsim_cli.experiment.analysis import analyse, validate_split
+from recsim_cli.experiment.comparison import check_design
+from recsim_cli.experiment.gate import Decision, Gate, check_alpha, decide, load_gate
+from recsim_cli.experiment.logged import (
+    DEFAULT_METRICS,
+    DEFAULT_PRE_DAYS,
+    BothArms,
+    LoggedCounts,
+    LoggedExperiment,
+    aggregate_experiment,
+)
+from recsim_cli.experiment.results import ExperimentResult, MetricResult
+from recsim_cli.progress import Progress, no_progress
+from recsim_cli.rng import spawn_generators
+
+FORMAT_VERSION = 1
+DEFAULTS: dict[str, Any] = {
+    "metrics": DEFAULT_METRICS,
+    "guardrails": (),
+    "alpha": 0.05,
+    "split": (0.5, 0.5),
+    "correction": "holm",
+    "relative_ci": "fieller",
+}
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What was analysed: the dataset folder as given, its version and its source files."""
+
+    data: str
+    version: int
+    schema_version: int
+    sources: tuple[tuple[str, str, str], ...]  # (table, file, sha256)
+
+    @classmethod
+    def of(cls, data: Path | str, dataset: Dataset) -> Fingerprint:
+        """Fingerprint an open dataset from its manifest."""
+        manifest = dataset.manifest
+        return cls(
+            data=str(data),
+            version=manifest.version,
+            schema_version=manifest.schema_version,
+            sources=tuple((s.table, s.file, s.sha256) for s in manifest.sources),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the fingerprint as JSON-ready values."""
+        return {
+            "data": self.data,
+            "dataset_version": self.version,
+            "schema_version": self.schema_version,
+            "sources": [{"table": t, "file": f, "sha256": h} for t, f, h in self.sources],
+        }
+
+
+@dataclass(frozen=True)
+class AbTestReport:
+    """An analysed logged experiment, and the gate's decision when a gate was given."""
+
+    fingerprint: Fingerprint
+    logged: LoggedCounts
+    result: ExperimentResult
+    decision: Decision | None
+    gate: Gate | None
+    seed: int
+    pre_days: int
+    warnings: tuple[str, ...]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The gate's exit code (0, 1, 3 or 4); 0 when no gate was given."""
+        return ExitCode.OK if self.decision is None else self.decision.exit_code
+
+    def verdict_of(self, metric: MetricResult) -> str:
+        """Return a short verdict of one metric: the gate's outcome, else by its p-value."""
+        if self.decision is not None:
+            if self.decision.verdict == "invalid":
+                return "not judged (invalid)"
+            for verdict in self.decision.metrics:
+                if verdict.metric == metric.metric:
+                    return OUTCOME_LABELS[verdict.outcome]
+        return significance_label(metric, self.result.settings.alpha)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return every number, method and input of the report as JSON-ready values."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "kind": "recsim abtest report",
+            "mode": "logged",
+            "recsim_version": __version__,
+            "seed": self.seed,
+            "input": self.fingerprint.to_dict(),
+            "experiment": self.logged.to_dict(),
+            "analysis": self.result.to_dict(),
+            "verdicts": {m.metric: self.verdict_of(m) for m in self.result.metrics},
+            "gate": None
+            if self.gate is None
+            else {"file": self.gate.source, **self.gate.to_dict()},
+            "decision": None if self.decision is None else self.decision.to_dict(),
+            "exit_code": int(self.exit_code),
+            "warnings": list(self.warnings),
+        }
+
+
+OUTCOME_LABELS = {
+    "better": "better",
+    "worse": "worse",
+    "no_change": "no significant change",
+    "within": "within margin",
+    "beyond": "beyond margin",
+    "unknown": "margin not shown",
+    "undefined": "undefined",
+}
+
+
+def significance_label(metric: MetricResult, alpha: float) -> str:
+    """Say "better", "worse" or "no significant change" from the (adjusted) p-value."""
+    p = metric.adjusted_p_value if metric.adjusted_p_value is not None else metric.p_value
+    if not math.isfinite(p) or p > alpha:
+        return "no significant change"
+    up = metric.difference > 0
+    return "better" if up == (metric.better == "higher") else "worse"
+
+
+@dataclass(frozen=True)
+class PreparedExperiment:
+    """A logged experiment read and checked, with the analysis options resolved."""
+
+    fingerprint: Fingerprint
+    logged: LoggedExperiment
+    options: dict[str, Any]
+    gate: Gate | None
+    design: str
+    pre_days: int
+    warnings: tuple[str, ...] = field(default=())
+
+
+def _resolve_options(
+    gate: Gate | None,
+    *,
+    metrics: Sequence[str] | None,
+    guardrails: Sequence[str] | None,
+    alpha: float | None,
+    split: Sequence[float] | None,
+    correction: str | None,
+    relative_ci: str | None,
+) -> dict[str, Any]:
+    """Return the ``analyse`` options: the gate's, or the user's over the defaults."""
+    given: dict[str, Any] = {
+        "metrics": None if metrics is None else list(metrics),
+        "guardrails": None if guardrails is None else list(guardrails),
+        "split": None if split is None else validate_split(split, "--split"),
+        "correction": correction,
+        "relative_ci": relative_ci,
+    }
+    if gate is None:
+        options = {k: DEFAULTS[k] if v is None else v for k, v in given.items()}
+        options["alpha"] = DEFAULTS["alpha"] if alpha is None else alpha
+        return options
+    options = gate.analysis_options()
+    check_alpha(gate, alpha)
+    for key, value in given.items():
+        wanted = options[key]
+        if value is None or _same(value, wanted):
+            continue
+        flag = "--" + key.replace("_", "-")
+        raise ConfigError(
+            f"{flag} {_show(value)} conflicts with {_show(wanted)} in {gate.source}; the gate "
+            f"decides, so drop {flag} or change the gate file."
+        )
+    return options
+
+
+def _same(a: object, b: object) -> bool:
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=1e-9)
+    return a == b
+
+
+def _show(value: object) -> str:
+    if isinstance(value, list | tuple):
+        if all(isinstance(v, float) for v in value):
+            return "/".join(f"{100 * v:g}" for v in value)
+        return ",".join(str(v) for v in value) or "(none)"
+    return str(value)
+
+
+def prepare_experiment(
+    data: Path | str,
+    *,
+    control: str,
+    treatment: str,
+    arm_column: str,
+    metrics: Sequence[str] | None,
+    guardrails: Sequence[str] | None,
+    alpha: float | None,
+    design: str,
+    cuped: bool,
+    pre_days: int,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    split: Sequence[float] | None,
+    correction: str | None,
+    relative_ci: str | None,
+    gate: Gate | Path | str | None,
+    both_arms: BothArms | None,
+    progress: Progress,
+) -> PreparedExperiment:
+    """Resolve the options against the gate, open the dataset and build the per-user frame."""
+    the_design = check_design(design)
+    if cuped and pre_days < 1:
+        raise ConfigError("CUPED needs a pre-period: give pre_days (--pre-days) of 1 or more.")
+    the_gate = load_gate(gate) if isinstance(gate, Path | str) else gate
+    options = _resolve_options(
+        the_gate,
+        metrics=metrics,
+        guardrails=guardrails,
+        alpha=alpha,
+        split=split,
+        correction=correction,
+        relative_ci=relative_ci,
+    )
+    progress("abtest", 0, 3)
+    dataset = Dataset.open(data)
+    rule: BothArms = both_arms or ("keep" if the_design == "paired" else "exclude")
+    try:
+        logged = aggregate_experiment(
+            dataset.events(),
+            control=control,
+            treatment=treatment,
+            metrics=[*options["metrics"], *options["guardrails"]],
+            arm_column=arm_column,
+            start=start,
+            end=end,
+            pre_days=pre_days,
+            both_arms=rule,
+        )
+    except (OSError, pl.exceptions.ComputeError) as exc:
+        # A damaged Parquet file of the dataset; a mistake in our own query raises other errors.
+        raise DatasetError(
+            f"{data}: cannot read the dataset's events ({exc}); re-create it with "
+            "recsim ingest --replace."
+        ) from exc
+    progress("abtest", 1, 3)
+    warnings = list(logged.counts.warnings)
+    counts = logged.counts
+    if cuped and counts.pre_users_control + counts.pre_users_treatment == 0:
+        warnings.append(
+            f"No user has events in the {pre_days} days before the start, so CUPED "
+            "changes nothing; start the analysis later or log a pre-period."
+        )
+    if cuped and counts.pre_events_with_arm_label:
+        warnings.append(
+            f"{counts.pre_events_with_arm_label:,} pre-period events are labelled "
+            f"'{control}' or '{treatment}': if the experiment was already running, the CUPED "
+            "covariate is affected by the treatment; start at the experiment's first day."
+        )
+    return PreparedExperiment(
+        fingerprint=Fingerprint.of(data, dataset),
+        logged=logged,
+        options=options,
+        gate=the_gate,
+        design=the_design,
+        pre_days=pre_days,
+        warnings=tuple(warnings),
+    )
+
+
+def run_logged_abtest(
+    data: Path | str,
+    *,
+    control: str,
+    treatment: str,
+    arm_column: str = "policy",
+    metrics: Sequence[str] | None = None,
+    guardrails: Sequence[str] | None = None,
+    alpha: float | None = None,
+    design: str = "split",
+    cuped: bool = False,
+    pre_days: int = DEFAULT_PRE_DAYS,
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    split: Sequence[float] | None = None,
+    correction: str | None = None,
+    relative_ci: str | None = None,
+    bootstrap: int = 0,
+    winsorize: float | None = None,
+    gate: Gate | Path | str | None = None,
+    both_arms: BothArms | None = None,
+    seed: int = 0,
+    progress: Progress = no_progress,
+) -> AbTestReport:
+    """Analyse the logged experiment ``control`` against ``treatment`` in dataset ``data``.
+
+    Options left None take the gate's value, or without a gate the defaults:
+    metrics ctr, watch_time and session_depth, no guardrails, alpha 0.05,
+    a 50/50 split, Holm, Fieller. ``both_arms`` defaults to "exclude" in the
+    split design and "keep" in the paired one. ``seed`` seeds the bootstrap.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a whole number of at least 0; got {seed!r}.")
+    prepared = prepare_experiment(
+        data,
+        control=control,
+        treatment=treatment,
+        arm_column=arm_column,
+        metrics=metrics,
+        guardrails=guardrails,
+        alpha=alpha,
+        design=design,
+        cuped=cuped,
+        pre_days=pre_days,
+        start=start,
+        end=end,
+        split=split,
+        correction=correction,
+        relative_ci=relative_ci,
+        gate=gate,
+        both_arms=both_arms,
+        progress=progress,
+    )
+    rng = spawn_generators(seed, ["bootstrap"])["bootstrap"] if bootstrap else None
+    result = analyse(
+        prepared.logged.frame,
+        control=control,
+        treatment=treatment,
+        design=prepared.design,
+        cuped=cuped,
+        bootstrap=bootstrap,
+        winsorize_at=winsorize,
+        rng=rng,
+        **prepared.options,
+    )
+    progress("abtest", 2, 3)
+    decision = None if prepared.gate is None else decide(result, prepared.gate)
+    progress("abtest", 3, 3)
+    return AbTestReport(
+        fingerprint=prepared.fingerprint,
+        logged=prepared.logged.counts,
+        result=result,
+        decision=decision,
+        gate=prepared.gate,
+        seed=seed,
+        pre_days=pre_days,
+        warnings=prepared.warnings,
+    )

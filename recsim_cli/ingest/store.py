@@ -1,0 +1,169 @@
+"""Write a new dataset version beside the current one and swap it in atomically.
+
+The protocol (docs/data.md, "On disk"):
+
+1. Take an exclusive lock on ``DIR/.lock`` so two ingests never interleave.
+2. Remove leftovers of crashed runs: version folders the manifest does not
+   name, staging folders, temporary manifests.
+3. Write every file of version N+1 into ``DIR/v<N+1>/`` (invisible to readers:
+   no manifest names it) and fsync them.
+4. Write the new manifest to a temporary file and ``os.replace`` it over
+   ``manifest.json``: the one atomic step. Before it, readers see version N;
+   after it, N+1.
+5. Remove version N.
+
+A crash or Ctrl-C before step 4 leaves version N current and intact; the
+half-written folder is removed at once, or by step 2 of the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Final
+
+from recsim_cli.dataset import MANIFEST_NAME, Manifest, parse_version_dir, version_dir_name
+from recsim_cli.errors import DatasetError
+from recsim_cli.io import write_json_atomic
+
+LOCK_NAME: Final = ".lock"
+STAGING_PREFIX: Final = ".staging-"
+
+
+class VersionWriter:
+    """Context manager that builds the next version of a dataset and commits it.
+
+    Use `path` to write files of the new version and `staging` for temporary
+    files; call `commit` with the manifest naming them. Leaving the context
+    without committing removes everything written.
+    """
+
+    def __init__(self, root: Path, current: Manifest | None) -> None:
+        self.root = root
+        self.current = current
+        self.version = (current.version if current else 0) + 1
+        self.dir = root / version_dir_name(self.version)
+        self.staging = root / f"{STAGING_PREFIX}{version_dir_name(self.version)}"
+        self.committed = False
+
+    def __enter__(self) -> VersionWriter:
+        self.staging.mkdir(parents=True)
+        self.dir.mkdir()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+        if not self.committed:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def path(self, relative: str) -> Path:
+        """Return the absolute path of a file of the new version, creating its folder."""
+        target = self.dir / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def relative(self, path: Path) -> str:
+        """Return ``path`` relative to the dataset folder, as the manifest records it."""
+        return path.relative_to(self.root).as_posix()
+
+    def carry(self, relative: str) -> str:
+        """Bring a file of the current version into the new one (hard link, else copy)."""
+        if self.current is None:
+            raise ValueError("there is no current version to carry files from")
+        source = self.root / relative
+        name = Path(relative).relative_to(self.current.version_dir)
+        target = self.path(name.as_posix())
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copyfile(source, target)
+        return self.relative(target)
+
+    def commit(self, manifest: Manifest) -> None:
+        """Make ``manifest`` (naming this version) current, then remove the old version."""
+        if manifest.version != self.version:
+            raise ValueError(f"manifest names version {manifest.version}, not {self.version}")
+        _fsync_tree(self.dir)
+        write_json_atomic(self.root / MANIFEST_NAME, manifest.to_dict())
+        self.committed = True
+        if self.current is not None:
+            shutil.rmtree(self.root / self.current.version_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def locked(root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the dataset folder ``root`` (created if needed).
+
+    If the folder is created here and the work fails before a manifest is
+    written, the folder is removed again: a failed first ingest leaves nothing.
+    """
+    created = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        with (root / LOCK_NAME).open("a+b") as handle:
+            _lock(handle, root)
+            yield
+    except BaseException:
+        if created and not (root / MANIFEST_NAME).exists():
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def _lock(handle: IO[bytes], root: Path) -> None:
+    if sys.platform == "win32":  # pragma: no cover - no flock; ingest runs unlocked
+        return
+    import fcntl
+
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        raise DatasetError(
+            f"{root} is being written by another recsim ingest; wait for it to finish."
+        ) from exc
+
+
+def remove_leftovers(root: Path, current: Manifest | None) -> list[str]:
+    """Remove what crashed runs left in ``root``; return the names removed.
+
+    Call only while holding `locked`. Leftovers are version folders the
+    manifest does not name, staging folders and temporary manifests.
+    """
+    keep = current.version_dir if current is not None else None
+    removed = []
+    for entry in sorted(root.iterdir()):
+        stray_version = parse_version_dir(entry.name) is not None and entry.name != keep
+        stray_temp = entry.name.startswith(STAGING_PREFIX) or (
+            entry.name.startswith(f".{MANIFEST_NAME}.") and entry.name.endswith(".tmp")
+        )
+        if stray_version or stray_temp:
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+    return removed
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file and folder under ``folder`` to disk before the manifest names it."""
+    for path in sorted(folder.rglob("*"), reverse=True):
+        _fsync(path)
+    _fsync(folder)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
