@@ -21,6 +21,11 @@ demo: $(STAMP)
 	$(BIN)/recsim --version
 	$(BIN)/recsim ingest sample_data/events.csv.gz --items sample_data/items.csv.gz \
 		--data $(DEMO)/recsim-data --replace
+	$(BIN)/recsim train pop --data $(DEMO)/recsim-data --registry $(DEMO)/models \
+		--candidates popular --ranker none --force
+	$(BIN)/recsim train als-lgbm --data $(DEMO)/recsim-data --registry $(DEMO)/models --force
+	$(BIN)/recsim models --registry $(DEMO)/models
+	$(BIN)/recsim recommend als-lgbm --registry $(DEMO)/models --k 10 --out $(DEMO)/recs.parquet
 	$(BIN)/recsim simulate --users 2000 --items 2000 --days 14 --seed 1 \
 		--policies prod,personal --split 50/50 --out $(DEMO)/ab-logs
 	$(BIN)/recsim ingest $(DEMO)/ab-logs/events.csv.gz --items $(DEMO)/ab-logs/items.csv.gz \

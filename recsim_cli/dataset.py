@@ -14,6 +14,7 @@ half-written version from a crash is never read.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -360,6 +361,13 @@ class Dataset:
     def stats(self) -> DatasetStats:
         """Aggregates of the events, computed at ingest."""
         return self.manifest.stats
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 over the source files' digests and the schema: same logs, same fingerprint."""
+        lines = [f"schema {self.manifest.schema_version}"]
+        lines += sorted(f"{s.table} {s.file} {s.sha256}" for s in self.manifest.sources)
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
     @property
     def has_items(self) -> bool:

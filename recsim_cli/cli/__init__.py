@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
 from recsim_cli import __version__
-from recsim_cli.errors import ExitCode, RecsimError
+from recsim_cli.errors import ExitCode, RecsimError, RecsimWarning
 
 DEBUG_ENV = "RECSIM_DEBUG"
 
@@ -33,6 +34,18 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _show_warning(  # noqa: PLR0917 - the signature of warnings.showwarning
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """Print a warning as one ``Warning: <sentence>`` line on stderr (no file or line)."""
+    print(f"Warning: {message}", file=sys.stderr)
+
+
 class RecsimGroup(TyperGroup):
     """The top-level group: turns every exception into a documented exit code.
 
@@ -43,7 +56,10 @@ class RecsimGroup(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.simplefilter("always", RecsimWarning)
+                warnings.showwarning = _show_warning
+                return super().invoke(ctx)
         except (typer.Exit, typer.Abort):
             raise
         except typer.TyperException as exc:
@@ -111,10 +127,13 @@ def _root(
 
 
 def _register() -> None:
-    from recsim_cli.cli import abtest, ingest, simulate
+    from recsim_cli.cli import abtest, ingest, models, recommend, simulate, train
 
     app.add_typer(simulate.app, name="simulate")
     app.command("ingest")(ingest.ingest_command)
+    app.command("train")(train.train_command)
+    app.add_typer(models.app, name="models")
+    app.command("recommend")(recommend.recommend_command)
     app.command("abtest")(abtest.abtest_command)
 
 

@@ -21,6 +21,17 @@ DataDir = Annotated[
 ]
 DEFAULT_DATA = Path("recsim-data")
 
+RegistryDir = Annotated[
+    Path,
+    typer.Option(
+        "--registry",
+        help="Model registry folder: one sub-folder per model written by `recsim train`.",
+        envvar="RECSIM_REGISTRY",
+        file_okay=False,
+    ),
+]
+DEFAULT_REGISTRY = Path("recsim-models")
+
 Seed = Annotated[
     int,
     typer.Option("--seed", help="Seed of every random choice; same seed, same bytes.", min=0),
