@@ -39,7 +39,7 @@ import polars as pl
 from recsim_cli.dataset import Dataset
 from recsim_cli.ingest import ingest
 from recsim_cli.models.base import CandidateModel, IdMap, interaction_matrix, interaction_strength
-from recsim_cli.models.candidates import AlsCandidates, candidate_model
+from recsim_cli.models.candidates import AlsCandidates, als_input, candidate_model
 from recsim_cli.simulate import WorldConfig, simulate_logs, write_logs
 from recsim_cli.split import TrainData, dataset_cutoff, load_training_data
 
@@ -108,8 +108,11 @@ def bench_als_fit(
         params["factors"] = factors
     began = time.perf_counter()
     strengths = interaction_strength(data.events, data.items)
-    matrix = interaction_matrix(
-        strengths, IdMap.of(data.events["user_id"]), IdMap(data.items["item_id"].rename("id"))
+    matrix = als_input(
+        interaction_matrix(
+            strengths, IdMap.of(data.events["user_id"]), IdMap(data.items["item_id"].rename("id"))
+        ),
+        params["alpha"],
     )
     matrix_s = time.perf_counter() - began
 

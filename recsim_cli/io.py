@@ -68,6 +68,26 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def fsync_tree(folder: Path) -> None:
+    """Flush every file and folder under ``folder`` (and itself) to disk, deepest first.
+
+    Called before a freshly written folder is renamed into place or named by a
+    manifest, so a crash right after cannot expose files that never reached disk.
+    """
+    for path in sorted(folder.rglob("*"), reverse=True):
+        fsync_path(path)
+    fsync_path(folder)
+
+
+def fsync_path(path: Path) -> None:
+    """Flush one file or folder (its entries) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_bytes_atomic(target: Path | str, data: bytes) -> None:
     """Write ``data`` to ``target`` atomically."""
     with atomic_path(target) as tmp:

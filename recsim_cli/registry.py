@@ -30,7 +30,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
-import os
 import re
 import secrets
 import shutil
@@ -44,7 +43,7 @@ from typing import IO, Any, Final
 
 from recsim_cli import __version__
 from recsim_cli.errors import ConfigError, UnknownNameError, UserError
-from recsim_cli.io import write_json_atomic
+from recsim_cli.io import fsync_path, fsync_tree, write_json_atomic
 
 __all__ = [
     "ALIASES",
@@ -202,11 +201,11 @@ class Registry:
                     "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 }
                 write_json_atomic(work / MANIFEST_FILE, stamped)
-                _fsync_tree(work)
+                fsync_tree(work)
                 if target.exists():
                     target.rename(old)
                 work.rename(target)
-                _fsync(self.root)
+                fsync_path(self.root)
             except BaseException:
                 if old.exists() and not target.exists():
                     old.rename(target)
@@ -394,18 +393,3 @@ def _lock(handle: IO[bytes], root: Path, timeout_s: float) -> None:
             time.sleep(0.05)
         else:
             return
-
-
-def _fsync_tree(folder: Path) -> None:
-    """Flush every file and folder under ``folder`` to disk before it is renamed in."""
-    for path in sorted(folder.rglob("*"), reverse=True):
-        _fsync(path)
-    _fsync(folder)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

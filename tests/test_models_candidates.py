@@ -37,6 +37,7 @@ from recsim_cli.models.candidates import (
     CANDIDATES,
     AlsCandidates,
     ItemKnnCandidates,
+    als_input,
     candidate_model,
 )
 from recsim_cli.split import TrainData, complete_items
@@ -337,8 +338,9 @@ def test_als_training_loss_is_implicits(data: TrainData) -> None:
 
     model = candidate_model("als", {"iterations": 4}, seed=5).fit(data)
     assert isinstance(model, AlsCandidates)
-    matrix = interaction_matrix(
-        interaction_strength(data.events, data.items), model.users, model.items
+    matrix = als_input(
+        interaction_matrix(interaction_strength(data.events, data.items), model.users, model.items),
+        AlsCandidates.defaults["alpha"],
     )
     losses: list[float] = []
     with threadpool_limits(1, "blas"):

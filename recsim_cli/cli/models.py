@@ -182,10 +182,13 @@ def _when(text: str | None) -> str:
 
 
 def _dataset(dataset: dict[str, Any] | None) -> str:
-    """The dataset's path and the first 12 hex digits of its fingerprint."""
+    """The dataset's folder name and the first 12 hex digits of its fingerprint.
+
+    The full (absolute) path is in ``recsim models show NAME``.
+    """
     if dataset is None:
         return "-"
-    path = dataset.get("path")
+    path = Path(str(dataset["path"])).name if dataset.get("path") else None
     fingerprint = dataset.get("fingerprint")
     short = f"({str(fingerprint)[:12]})" if fingerprint else ""
     return " ".join(str(part) for part in (path, short) if part) or "-"

@@ -29,7 +29,7 @@ from typing import IO, Final
 
 from recsim_cli.dataset import MANIFEST_NAME, Manifest, parse_version_dir, version_dir_name
 from recsim_cli.errors import DatasetError
-from recsim_cli.io import write_json_atomic
+from recsim_cli.io import fsync_tree, write_json_atomic
 
 LOCK_NAME: Final = ".lock"
 STAGING_PREFIX: Final = ".staging-"
@@ -93,7 +93,7 @@ class VersionWriter:
         """Make ``manifest`` (naming this version) current, then remove the old version."""
         if manifest.version != self.version:
             raise ValueError(f"manifest names version {manifest.version}, not {self.version}")
-        _fsync_tree(self.dir)
+        fsync_tree(self.dir)
         write_json_atomic(self.root / MANIFEST_NAME, manifest.to_dict())
         self.committed = True
         if self.current is not None:
@@ -152,18 +152,3 @@ def remove_leftovers(root: Path, current: Manifest | None) -> list[str]:
                 entry.unlink(missing_ok=True)
             removed.append(entry.name)
     return removed
-
-
-def _fsync_tree(folder: Path) -> None:
-    """Flush every file and folder under ``folder`` to disk before the manifest names it."""
-    for path in sorted(folder.rglob("*"), reverse=True):
-        _fsync(path)
-    _fsync(folder)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

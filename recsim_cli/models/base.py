@@ -6,8 +6,10 @@ Each one is a subclass of `CandidateModel` and implements three small hooks:
 * ``_fit(data, matrix)``: learn from the training events; ``matrix`` is the
   user x item interaction-strength matrix (`interaction_matrix`);
 * ``_top(users, k)``: for an array of *known* user indices, return the best
-  ``k`` item indices per user (``-1`` = no item) and their scores, with the
-  user's seen items already left out or not, as the model can;
+  ``k`` item indices per user (``-1`` = no item) and their scores; a model
+  that sets ``filters_exclusions`` also implements ``_top_excluding(users,
+  k, exclude)``, leaving out the banned items (a CSR matrix) itself, which is faster
+  than asking for more and dropping them afterwards;
 * ``_state()`` / ``_set_state(arrays)``: the learned arrays, saved in an
   ``.npz`` read with ``allow_pickle=False``.
 
@@ -224,6 +226,16 @@ class CandidateModel(ABC):
     def _fit(self, data: TrainData, matrix: sp.csr_matrix) -> None:
         """Learn from ``data``; ``matrix`` is users x items interaction strength."""
 
+    filters_exclusions: ClassVar[bool] = False
+    """True when the model implements `_top_excluding`; otherwise the base asks `_top`
+    for more items and drops the banned ones afterwards."""
+
+    def _top_excluding(
+        self, users: IntArray, k: int, exclude: sp.csr_matrix
+    ) -> tuple[IntArray, FloatArray]:
+        """Like `_top`, leaving out each user's items in row ``i`` of ``exclude`` (CSR)."""
+        raise NotImplementedError(f"{type(self).__name__} does not filter exclusions itself")
+
     @abstractmethod
     def _top(self, users: IntArray, k: int) -> tuple[IntArray, FloatArray]:
         """Best ``k`` item indices (``-1`` = none) and scores for known ``users``, best first."""
@@ -292,12 +304,16 @@ class CandidateModel(ABC):
         scores = np.full((n, want), np.nan, dtype=np.float64)
         banned = self._banned_keys(uidx, np.arange(n), exclude_seen, exclude, user_ids)
         if known.any():
-            # ask for enough that dropping a user's banned items still leaves ``want``
-            extra = (
-                int(np.bincount(banned // n_items, minlength=n)[known].max()) if banned.size else 0
-            )
-            top_items, top_scores = self._top(uidx[known], min(want + extra, n_items))
             rows = np.flatnonzero(known)
+            if self.filters_exclusions:
+                top_items, top_scores = self._top_excluding(
+                    uidx[known], want, _rows_matrix(banned, rows, n, n_items)
+                )
+            else:
+                # ask for enough that dropping a user's banned items still leaves ``want``
+                per_row = np.bincount(banned // n_items, minlength=n)[known]
+                extra = int(per_row.max()) if banned.size else 0
+                top_items, top_scores = self._top(uidx[known], min(want + extra, n_items))
             got_i, got_s = _clean(
                 rows,
                 top_items=top_items,
@@ -394,6 +410,20 @@ class CandidateModel(ABC):
                 "train it again with recsim train --force."
             ) from exc
         return model
+
+
+def _rows_matrix(banned: IntArray, rows: IntArray, n: int, n_items: int) -> sp.csr_matrix:
+    """CSR (len(rows) x n_items) of the banned items of each of ``rows`` (keys row*n_items+item)."""
+    position = np.full(n, -1, dtype=np.int64)
+    position[rows] = np.arange(rows.size)
+    row = position[banned // n_items]
+    keep = row >= 0
+    matrix = sp.csr_matrix(
+        (np.ones(int(keep.sum()), dtype=np.float32), (row[keep], banned[keep] % n_items)),
+        shape=(rows.size, n_items),
+    )
+    matrix.sort_indices()
+    return matrix
 
 
 def _member(keys: IntArray, sorted_keys: IntArray) -> npt.NDArray[np.bool_]:

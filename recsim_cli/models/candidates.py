@@ -13,9 +13,11 @@ builds one by name.
 implicit and threadpoolctl are imported inside methods, so importing this
 module (and ``recsim --help``) stays light. Fits and scoring run with BLAS
 limited to one thread, as implicit asks; with the seeds below a fit is
-reproducible. Seen items are left to the base: it asks `_top` for ``k`` plus
-the user's banned items and drops them, so ``exclude_seen=False`` keeps
-watched items in the ranking instead of losing them inside implicit.
+reproducible. Seen items are the base's business: for ``als`` and ``bpr`` it
+passes each user's banned items (seen, and any ``exclude=`` pairs) to
+implicit's top-k as ``filter_query_items``; for the others it asks `_top` for
+``k`` plus the banned items and drops them. Either way ``exclude_seen=False``
+keeps watched items in the ranking.
 """
 
 from __future__ import annotations
@@ -216,13 +218,27 @@ class _FactorModel(CandidateModel):
         self.user_factors: npt.NDArray[np.float32] = np.zeros((0, 0), dtype=np.float32)
         self.item_factors: npt.NDArray[np.float32] = np.zeros((0, 0), dtype=np.float32)
 
+    filters_exclusions: ClassVar[bool] = True
+
     def _top(self, users: IntArray, k: int) -> tuple[IntArray, FloatArray]:
+        return self._top_excluding(users, k, None)
+
+    def _top_excluding(
+        self, users: IntArray, k: int, exclude: sp.csr_matrix | None
+    ) -> tuple[IntArray, FloatArray]:
         from implicit.cpu.topk import topk
 
         # what implicit's MatrixFactorizationBase.recommend runs; num_threads=0 uses every
-        # core, and each user's top k is computed alone, so threads do not change the result
+        # core, and each user's top k is computed alone, so threads do not change the result;
+        # ``exclude`` (banned items per user) is implicit's filter_query_items
         with _blas_single_thread():
-            ids, scores = topk(self.item_factors, self.user_factors[users], k, num_threads=0)
+            ids, scores = topk(
+                self.item_factors,
+                self.user_factors[users],
+                k,
+                filter_query_items=exclude,
+                num_threads=0,
+            )
         return _pad(ids, scores, _no_history(self, users))
 
     def _state(self) -> dict[str, npt.NDArray[Any]]:
@@ -244,7 +260,7 @@ class AlsCandidates(_FactorModel):
     """Implicit-feedback ALS (Hu, Koren & Volinsky 2008) via implicit's CPU solver.
 
     Preference ``p_ui = 1`` if u clicked i, else 0; confidence
-    ``c_ui = alpha * strength(u, i)`` for clicked pairs and 1 for the rest.
+    ``c_ui = 1 + alpha * strength(u, i)`` for clicked pairs and 1 for the rest.
     ALS minimises ``sum_ui c_ui (p_ui - x_u·y_i)^2 + regularization (|x|^2 + |y|^2)``
     with ``factors`` dimensions over ``iterations`` sweeps (conjugate gradient).
     `training_loss` is that objective divided by the total confidence, as
@@ -273,6 +289,7 @@ class AlsCandidates(_FactorModel):
     def _fit(self, data: TrainData, matrix: sp.csr_matrix) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
 
+        shifted = als_input(matrix, self.params["alpha"])
         with _blas_single_thread():
             model = AlternatingLeastSquares(
                 factors=self.params["factors"],
@@ -281,16 +298,28 @@ class AlsCandidates(_FactorModel):
                 iterations=self.params["iterations"],
                 random_state=self.seed,
             )
-            model.fit(matrix, show_progress=False)
+            model.fit(shifted, show_progress=False)
         self.user_factors = np.ascontiguousarray(model.user_factors, dtype=np.float32)
         self.item_factors = np.ascontiguousarray(model.item_factors, dtype=np.float32)
         self.training_loss = als_loss(
-            matrix,
+            shifted,
             self.user_factors,
             self.item_factors,
             alpha=self.params["alpha"],
             regularization=self.params["regularization"],
         )
+
+
+def als_input(strength: sp.csr_matrix, alpha: float) -> sp.csr_matrix:
+    """The matrix handed to implicit's ALS: ``strength + 1/alpha`` on clicked pairs.
+
+    implicit multiplies its input by alpha and uses that as the confidence, so
+    this gives Hu et al.'s ``c = 1 + alpha * strength``: a clicked pair never
+    weighs less than an unobserved one (``c = 1``).
+    """
+    shifted = strength.copy()
+    shifted.data = shifted.data + np.float32(1.0 / alpha)
+    return shifted
 
 
 def als_loss(
@@ -304,8 +333,9 @@ def als_loss(
     """implicit's ALS training loss, computed once (implicit's per-sweep loss doubles a fit).
 
     ``L = [sum over all (u, i) of c_ui (p_ui - x_u·y_i)^2 + regularization (|X|^2 + |Y|^2)]
-    / (sum over all (u, i) of c_ui)`` with ``c_ui = alpha * strength`` and ``p_ui = 1`` for
-    clicked pairs, ``c_ui = 1`` and ``p_ui = 0`` for the rest. The sum over all pairs is
+    / (sum over all (u, i) of c_ui)`` with ``c_ui = alpha * m_ui`` (``m`` the matrix given to
+    implicit: strength + 1/alpha) and ``p_ui = 1`` for clicked pairs, ``c_ui = 1`` and
+    ``p_ui = 0`` for the rest. The sum over all pairs is
     ``sum_u x_u' (Y'Y) x_u`` plus, for clicked pairs, ``(c - 1) s^2 - 2 c s + c`` with
     ``s = x_u·y_i``, so no dense users x items matrix is formed.
     """

@@ -500,7 +500,7 @@ def train(
         "cutoff": iso(cutoff),
         "data_start": iso(train_data.start),
         "dataset": {
-            "path": str(data),
+            "path": str(Path(data).resolve()),
             "fingerprint": dataset.fingerprint,
             "version": dataset.version,
         },
