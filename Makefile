@@ -26,6 +26,8 @@ demo: $(STAMP)
 	$(BIN)/recsim train als-lgbm --data $(DEMO)/recsim-data --registry $(DEMO)/models --force
 	$(BIN)/recsim models --registry $(DEMO)/models
 	$(BIN)/recsim recommend als-lgbm --registry $(DEMO)/models --k 10 --out $(DEMO)/recs.parquet
+	$(BIN)/recsim evaluate pop als-lgbm --registry $(DEMO)/models --k 10 \
+		--json $(DEMO)/evaluate.json
 	$(BIN)/recsim simulate --users 2000 --items 2000 --days 14 --seed 1 \
 		--policies prod,personal --split 50/50 --out $(DEMO)/ab-logs
 	$(BIN)/recsim ingest $(DEMO)/ab-logs/events.csv.gz --items $(DEMO)/ab-logs/items.csv.gz \
@@ -54,6 +56,8 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/simulate.py
+	$(BIN)/python bench/train.py
+	$(BIN)/python bench/metrics.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/abtest.py
 

@@ -127,13 +127,14 @@ def _root(
 
 
 def _register() -> None:
-    from recsim_cli.cli import abtest, ingest, models, recommend, simulate, train
+    from recsim_cli.cli import abtest, evaluate, ingest, models, recommend, simulate, train
 
     app.add_typer(simulate.app, name="simulate")
     app.command("ingest")(ingest.ingest_command)
     app.command("train")(train.train_command)
     app.add_typer(models.app, name="models")
     app.command("recommend")(recommend.recommend_command)
+    app.command("evaluate")(evaluate.evaluate_command)
     app.command("abtest")(abtest.abtest_command)
 
 

@@ -1,0 +1,665 @@
+"""Offline evaluation: registry models and recommendation files judged on a held-out window.
+
+`evaluate` gathers the inputs (registry models, whose lists are made with
+`TwoStageModel.recommend` as of the start of the window, and recommendation
+files from any system), builds the truth of the held-out window, computes the
+per-user metrics of `recsim_cli.metrics` for every input on the same users,
+and summarises them: a 95% t-interval over users per mean (optionally a
+seeded Poisson bootstrap), per segment (users first seen in the window, and
+``--by COLUMN``), and, for every pair of inputs, the paired per-user
+difference with the statistics engine's paired t-test (optionally a paired
+sign-flip randomisation test), Holm-corrected across all (metric, k) tests of
+that pair. Definitions: docs/metrics.md.
+
+The window: after the latest cutoff of the registry models (so all are judged
+on the same days), or, with files only, the last ``test_days`` days
+(`recsim_cli.split.dataset_cutoff`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import numpy as np
+import polars as pl
+
+from recsim_cli.dataset import Dataset
+from recsim_cli.errors import ConfigError, DatasetError, InputFileError
+from recsim_cli.metrics import (
+    METRIC_NAMES,
+    MapDenominator,
+    metric_column,
+    parse_ks,
+    parse_metrics,
+    user_metrics,
+)
+from recsim_cli.progress import Progress, no_progress
+from recsim_cli.split import complete_items, dataset_cutoff
+
+if TYPE_CHECKING:
+    from recsim_cli.models.two_stage import TwoStageModel
+
+FRESH_DAYS: Final = 7
+NEW_SEGMENT: Final = "new"
+RETURNING_SEGMENT: Final = "returning"
+ALPHA: Final = 0.05
+TS_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
+
+
+# -- relevance -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Relevance:
+    """What counts as relevant: a click, or a watch of at least ``fraction`` of the video."""
+
+    kind: Literal["clicked", "watched"] = "clicked"
+    fraction: float = 0.0
+
+    @classmethod
+    def parse(cls, text: str) -> Relevance:
+        """Parse ``clicked`` or ``watched:0.5``."""
+        if text == "clicked":
+            return cls()
+        match = re.fullmatch(r"watched:([0-9]*\.?[0-9]+)", text)
+        if match is None or not 0 < float(match.group(1)) <= 1:
+            raise ConfigError(
+                f"--relevance {text}: give clicked, or watched:F with F in (0, 1], "
+                "e.g. watched:0.5."
+            )
+        return cls("watched", float(match.group(1)))
+
+    @property
+    def label(self) -> str:
+        return "clicked" if self.kind == "clicked" else f"watched:{self.fraction:g}"
+
+    def expression(self) -> pl.Expr:
+        """True on relevant events (needs clicked, watch_time_s, duration_s)."""
+        if self.kind == "clicked":
+            return pl.col("clicked")
+        return pl.col("clicked") & (pl.col("watch_time_s") >= self.fraction * pl.col("duration_s"))
+
+
+# -- inputs ------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalInput:
+    """One thing evaluated: a registry model or a recommendations file."""
+
+    label: str
+    kind: Literal["model", "file"]
+    source: str
+    cutoff: datetime | None = None
+    model: TwoStageModel | None = None
+    recs: pl.DataFrame | None = None
+
+
+def read_recommendations(path: Path) -> pl.DataFrame:
+    """Read a recommendations file (Parquet or CSV) with user_id, item_id and rank or score."""
+    from recsim_cli.errors import SchemaError
+
+    if not path.is_file():
+        raise InputFileError(f"{path} does not exist; give a Parquet or CSV file to --recs.")
+    try:
+        if path.suffix == ".parquet":
+            frame = pl.read_parquet(path)
+        elif path.suffix in (".csv", ".gz") or path.name.endswith(".csv.gz"):
+            frame = pl.read_csv(path, infer_schema_length=10_000)
+        else:
+            raise InputFileError(
+                f"{path}: unknown format; give recommendations as .parquet or .csv."
+            )
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise InputFileError(f"{path} cannot be read as recommendations ({exc}).") from exc
+    missing = [c for c in ("user_id", "item_id") if c not in frame.columns]
+    if missing or not ({"rank", "score"} & set(frame.columns)):
+        raise SchemaError(
+            f"{path} needs columns user_id, item_id and rank or score; found "
+            f"{', '.join(frame.columns) or 'none'}."
+        )
+    return frame.with_columns(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String))
+
+
+def _unique_labels(labels: Sequence[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+        out.append(label if seen[label] == 1 else f"{label}#{seen[label]}")
+    return out
+
+
+# -- results -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MeanCI:
+    """A mean over users with its 95% t-interval (and a bootstrap interval when asked)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    boot_low: float | None = None
+    boot_high: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "mean": _num(self.mean),
+            "ci_low": _num(self.low),
+            "ci_high": _num(self.high),
+            "users": self.n,
+        }
+        if self.boot_low is not None:
+            out["bootstrap_low"] = _num(self.boot_low)
+            out["bootstrap_high"] = _num(self.boot_high)
+        return out
+
+
+@dataclass(frozen=True)
+class PairTest:
+    """One (metric, k) paired comparison of ``other`` minus ``base`` over the same users."""
+
+    metric: str
+    difference: float
+    low: float
+    high: float
+    p_value: float
+    adjusted_p: float
+    permutation_p: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "metric": self.metric,
+            "difference": _num(self.difference),
+            "ci_low": _num(self.low),
+            "ci_high": _num(self.high),
+            "p_value": _num(self.p_value),
+            "holm_p": _num(self.adjusted_p),
+        }
+        if self.permutation_p is not None:
+            out["permutation_p"] = _num(self.permutation_p)
+        return out
+
+
+@dataclass(frozen=True)
+class InputResult:
+    """Everything measured for one input."""
+
+    label: str
+    kind: str
+    source: str
+    cutoff: datetime | None
+    means: dict[str, MeanCI]
+    segments: dict[str, dict[str, dict[str, MeanCI]]]  # segmentation -> value -> metric -> CI
+    users_without_relevant: int
+    users_without_recommendations: int
+    coverage: float
+    fresh_share: float
+    candidate_recall: MeanCI | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "kind": self.kind,
+            "source": self.source,
+            "cutoff": None if self.cutoff is None else self.cutoff.strftime(TS_FORMAT),
+            "metrics": {name: ci.to_dict() for name, ci in self.means.items()},
+            "segments": {
+                seg: {
+                    value: {name: ci.to_dict() for name, ci in cis.items()}
+                    for value, cis in values.items()
+                }
+                for seg, values in self.segments.items()
+            },
+            "users_without_relevant": self.users_without_relevant,
+            "users_without_recommendations": self.users_without_recommendations,
+            "catalogue_coverage": _num(self.coverage),
+            "fresh_share": _num(self.fresh_share),
+            "candidate_recall": None
+            if self.candidate_recall is None
+            else self.candidate_recall.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """The result of `evaluate`: per input, per pair, and the rules that produced it."""
+
+    data: str
+    window_start: datetime
+    window_end: datetime
+    users: int
+    new_users: int
+    relevant_pairs: int
+    ks: tuple[int, ...]
+    metrics: tuple[str, ...]
+    relevance: Relevance
+    map_denominator: MapDenominator
+    include_seen: bool
+    by: str | None
+    bootstrap: int
+    permutations: int
+    seed: int
+    n_candidates: int | None
+    inputs: tuple[InputResult, ...]
+    pairs: tuple[tuple[str, str, tuple[PairTest, ...]], ...]
+    per_user: pl.DataFrame = field(repr=False)
+    seconds: float = 0.0
+
+    @property
+    def columns(self) -> list[str]:
+        return [metric_column(m, k) for m in self.metrics for k in self.ks]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "data": self.data,
+            "window": {
+                "start": self.window_start.strftime(TS_FORMAT),
+                "end": self.window_end.strftime(TS_FORMAT),
+            },
+            "users": self.users,
+            "new_users": self.new_users,
+            "relevant_pairs": self.relevant_pairs,
+            "k": list(self.ks),
+            "metrics": list(self.metrics),
+            "definitions": definitions(self.map_denominator, self.relevance, self.include_seen),
+            "by": self.by,
+            "bootstrap": self.bootstrap,
+            "permutations": self.permutations,
+            "seed": self.seed,
+            "n_candidates": self.n_candidates,
+            "inputs": [i.to_dict() for i in self.inputs],
+            "pairs": [
+                {"base": a, "other": b, "tests": [t.to_dict() for t in tests]}
+                for a, b, tests in self.pairs
+            ],
+        }
+
+
+def definitions(
+    map_denominator: MapDenominator, relevance: Relevance, include_seen: bool
+) -> dict[str, str]:
+    """The rules used, in words (written into the JSON report)."""
+    ap_den = "min(k, |R|)" if map_denominator == "min" else "|R| (trec_eval map_cut)"
+    return {
+        "precision": "hits in the top k / k (always k)",
+        "recall": "hits in the top k / |R|",
+        "map": f"sum of precision@i at each relevant rank i <= k / {ap_den}",
+        "ndcg": "binary gain, discount 1/log2(rank + 1), ideal over min(k, |R|)",
+        "mrr": "1 / rank of the first hit within k, 0 if none",
+        "hit_rate": "1 if any hit within k",
+        "relevance": relevance.label,
+        "seen_items": "kept in the truth"
+        if include_seen
+        else "items the user clicked before the window are left out of the truth",
+        "users": "users with no relevant item are excluded (counted); users with relevant "
+        "items but no recommendations score 0",
+        "ties": "equal rank or score broken by item id ascending",
+        "ci": "95% t-interval over users; pairs: paired t-test, Holm across (metric, k)",
+        "coverage": "distinct items in the top max(k) lists / items in the catalogue",
+        "fresh_share": f"share of top max(k) recommendations published within {FRESH_DAYS} "
+        "days before the window",
+    }
+
+
+def _num(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+# -- statistics --------------------------------------------------------------------------
+
+
+def mean_ci(values: np.ndarray[Any, Any], alpha: float = ALPHA) -> tuple[float, float, float]:
+    """Mean and its t-interval: ``mean ± t_{1-alpha/2, n-1} sd / sqrt(n)`` (NaN for n < 2)."""
+    from scipy import stats
+
+    n = values.size
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(values.mean())
+    if n < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(1 - alpha / 2, n - 1) * values.std(ddof=1) / math.sqrt(n))
+    return mean, mean - half, mean + half
+
+
+def bootstrap_ci(
+    matrix: np.ndarray[Any, Any], resamples: int, rng: np.random.Generator, alpha: float = ALPHA
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Percentile CIs of column means by the Poisson bootstrap (weights ~ Poisson(1) per user).
+
+    ``matrix`` is users x columns; each resample weighs users by independent
+    Poisson(1) counts and takes the weighted mean (Hanley and MacGibbon 2006).
+    Vectorised in chunks of resamples.
+    """
+    n, m = matrix.shape
+    estimates = np.empty((resamples, m))
+    chunk = max(1, min(resamples, 2_000_000 // max(n, 1)))
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        weights = rng.poisson(1.0, (size, n)).astype(np.float64)
+        totals = np.maximum(weights.sum(axis=1, keepdims=True), 1.0)
+        estimates[start : start + size] = (weights @ matrix) / totals
+    low = np.quantile(estimates, alpha / 2, axis=0)
+    high = np.quantile(estimates, 1 - alpha / 2, axis=0)
+    return low, high
+
+
+def sign_flip_p(
+    differences: np.ndarray[Any, Any], permutations: int, rng: np.random.Generator
+) -> np.ndarray[Any, Any]:
+    """Two-sided p-values of a paired randomisation test, one per column of ``differences``.
+
+    Under the null each user's difference is as likely to have either sign;
+    ``p = (1 + #{|mean(s d)| >= |mean(d)|}) / (1 + N)`` over N random sign
+    vectors ``s`` (the +1 keeps p > 0 and the test exact-valid).
+    """
+    n, m = differences.shape
+    observed = np.abs(differences.mean(axis=0))
+    count = np.zeros(m)
+    chunk = max(1, min(permutations, 2_000_000 // max(n, 1)))
+    for start in range(0, permutations, chunk):
+        size = min(chunk, permutations - start)
+        signs = rng.integers(0, 2, (size, n), dtype=np.int8).astype(np.float64) * 2 - 1
+        flipped = np.abs(signs @ differences) / n
+        count += (flipped >= observed - 1e-12).sum(axis=0)
+    result: np.ndarray[Any, Any] = (1 + count) / (1 + permutations)
+    return result
+
+
+def _summaries(
+    frame: pl.DataFrame,
+    columns: Sequence[str],
+    bootstrap: int,
+    rng: np.random.Generator | None,
+) -> dict[str, MeanCI]:
+    matrix = frame.select(columns).to_numpy().astype(np.float64) if columns else np.zeros((0, 0))
+    boots: tuple[Any, Any] | None = None
+    if bootstrap and rng is not None and frame.height > 0:
+        boots = bootstrap_ci(matrix, bootstrap, rng)
+    out = {}
+    for j, column in enumerate(columns):
+        mean, low, high = mean_ci(matrix[:, j])
+        out[column] = MeanCI(
+            mean,
+            low,
+            high,
+            frame.height,
+            None if boots is None else float(boots[0][j]),
+            None if boots is None else float(boots[1][j]),
+        )
+    return out
+
+
+def compare_pair(
+    base: pl.DataFrame,
+    other: pl.DataFrame,
+    columns: Sequence[str],
+    *,
+    permutations: int,
+    rng: np.random.Generator | None,
+) -> tuple[PairTest, ...]:
+    """Paired per-user comparison of every column (``other - base``), Holm across columns."""
+    from recsim_cli.experiment.comparison import Sample, compare
+    from recsim_cli.experiment.multiple import adjust
+
+    x = base.select(columns).to_numpy().astype(np.float64)
+    y = other.select(columns).to_numpy().astype(np.float64)
+    if x.shape[0] < 2:
+        raise DatasetError("A paired comparison needs at least 2 users with relevant items.")
+    result = compare(Sample.of(x.T, 1.0), Sample.of(y.T, 1.0), design="paired", alpha=ALPHA)
+    p = np.asarray(result.p_value, dtype=np.float64)
+    # a column that is identical for both inputs has no variance: no evidence of a difference
+    p = np.where(np.isnan(p), 1.0, p)
+    adjusted = adjust(p, "holm")
+    flips = sign_flip_p(y - x, permutations, rng) if permutations and rng is not None else None
+    return tuple(
+        PairTest(
+            metric=column,
+            difference=float(result.difference[j]),
+            low=float(result.ci_low[j]),
+            high=float(result.ci_high[j]),
+            p_value=float(p[j]),
+            adjusted_p=float(adjusted[j]),
+            permutation_p=None if flips is None else float(flips[j]),
+        )
+        for j, column in enumerate(columns)
+    )
+
+
+# -- the evaluation ------------------------------------------------------------------------
+
+
+def _segment_of(events: pl.DataFrame, users: pl.Series, column: str) -> pl.DataFrame:
+    """Each user's most frequent value of ``column`` in ``events`` (ties: smallest; else null)."""
+    counts = (
+        events.select("user_id", pl.col(column).cast(pl.String).alias("segment"))
+        .drop_nulls("segment")
+        .group_by("user_id", "segment")
+        .agg(pl.len().alias("_n"))
+        .sort(["user_id", "_n", "segment"], descending=[False, True, False])
+        .group_by("user_id", maintain_order=True)
+        .first()
+        .drop("_n")
+    )
+    return pl.DataFrame({"user_id": users}).join(counts, on="user_id", how="left")
+
+
+def evaluate(
+    models: Sequence[str] = (),
+    recs_files: Sequence[Path] = (),
+    *,
+    data: Path | None = None,
+    registry: Path = Path("recsim-models"),
+    ks: Sequence[int] | str = (5, 10, 20),
+    metrics: Sequence[str] | str = METRIC_NAMES,
+    relevance: Relevance | None = None,
+    map_denominator: MapDenominator = "min",
+    include_seen: bool = False,
+    by: str | None = None,
+    test_days: int = 2,
+    bootstrap: int = 0,
+    permutations: int = 0,
+    seed: int = 0,
+    n_candidates: int | None = None,
+    progress: Progress = no_progress,
+) -> EvalReport:
+    """Evaluate registry ``models`` and ``recs_files`` on the held-out window of a dataset."""
+    from recsim_cli.models.two_stage import TwoStageModel, serving_inputs
+    from recsim_cli.registry import Registry
+    from recsim_cli.rng import spawn_generators
+
+    started = time.perf_counter()
+    ks = parse_ks(ks)
+    metric_names = parse_metrics(metrics)
+    relevance = relevance or Relevance()
+    if map_denominator not in ("min", "relevant"):
+        raise ConfigError(
+            f"--map-denominator {map_denominator}: give min (the default) or relevant."
+        )
+    if not models and not recs_files:
+        raise ConfigError("Nothing to evaluate: name registry models and/or give --recs FILE.")
+    for number, name in ((bootstrap, "--bootstrap"), (permutations, "--permutations")):
+        if number < 0:
+            raise ConfigError(f"{name} must be 0 or more; got {number}.")
+    inputs: list[EvalInput] = []
+    store = Registry(registry) if models else None
+    for name in models:
+        assert store is not None
+        entry = store.open(name)
+        model = TwoStageModel.load(entry)
+        inputs.append(EvalInput(name, "model", str(entry.path), model.cutoff, model))
+        if data is None:
+            data = Path(str(entry.manifest["dataset"]["path"]))
+    for path in recs_files:
+        inputs.append(EvalInput(path.stem, "file", str(path), recs=read_recommendations(path)))
+    for item, label in zip(inputs, _unique_labels([i.label for i in inputs]), strict=True):
+        item.label = label
+    dataset = Dataset.open(data if data is not None else Path("recsim-data"))
+    cutoffs = [i.cutoff for i in inputs if i.cutoff is not None]
+    start = max(cutoffs) if cutoffs else dataset_cutoff(dataset, test_days)
+    events = dataset.events().collect()
+    window = events.filter(pl.col("ts") >= start)
+    if window.height == 0:
+        latest = next((i.label for i in inputs if i.cutoff == start), "--test-days")
+        raise DatasetError(
+            f"The held-out window after {start.strftime(TS_FORMAT)} (the cutoff of "
+            f"{latest}) holds no events in {dataset.root}; train with more --test-days or "
+            "evaluate on a dataset with later logs."
+        )
+    end_value = window["ts"].max()
+    assert isinstance(end_value, datetime)
+    before = events.filter(pl.col("ts") < start)
+    items = complete_items(events, dataset.items().collect(), source=str(dataset.root))
+    if by is not None and by not in events.columns:
+        raise ConfigError(
+            f"--by {by}: the dataset has no such column; choose one of "
+            f"{', '.join(c for c in events.columns if c not in ('ts', 'item_id'))}."
+        )
+    progress("truth", 0, 1)
+    truth = (
+        window.join(items.select("item_id", "duration_s"), on="item_id", how="left")
+        .filter(relevance.expression())
+        .select("user_id", "item_id")
+        .unique()
+    )
+    if not include_seen:
+        seen = before.filter(pl.col("clicked")).select("user_id", "item_id").unique()
+        truth = truth.join(seen, on=["user_id", "item_id"], how="anti")
+    truth = truth.sort("user_id", "item_id")
+    users = truth["user_id"].unique().sort()
+    if users.len() == 0:
+        raise DatasetError(
+            f"No user has a relevant item ({relevance.label}) in the held-out window after "
+            f"{start.strftime(TS_FORMAT)}; try --relevance clicked or --include-seen."
+        )
+    progress("truth", 1, 1)
+    known = before.select(pl.col("user_id").unique())
+    new_users = users.to_frame().join(known, on="user_id", how="anti")["user_id"]
+    segments: dict[str, pl.DataFrame] = {
+        "first_seen": pl.DataFrame({"user_id": users}).with_columns(
+            pl.when(pl.col("user_id").is_in(new_users.implode()))
+            .then(pl.lit(NEW_SEGMENT))
+            .otherwise(pl.lit(RETURNING_SEGMENT))
+            .alias("segment")
+        )
+    }
+    if by is not None:
+        segments[by] = _segment_of(window, users, by)
+    max_k = max(ks)
+    rngs = spawn_generators(seed, ["bootstrap", "permutations"])
+    history, serving_items = serving_inputs(dataset, start) if models else (before, items)
+    catalogue = items.filter(pl.col("published_ts") < start)
+    fresh_items = catalogue.filter(pl.col("published_ts") >= start - timedelta(days=FRESH_DAYS))
+    columns = [metric_column(m, k) for m in metric_names for k in ks]
+    per_input: list[tuple[EvalInput, pl.DataFrame]] = []
+    results: list[InputResult] = []
+    for number, item in enumerate(inputs):
+        progress("evaluate", number, len(inputs))
+        candidate_recall = None
+        if item.model is not None:
+            recs = item.model.recommend(
+                users, max_k, history=history, items=serving_items, as_of=start
+            )
+            n_cand = n_candidates or item.model.config.n_candidates
+            if item.model.ranker is not None:
+                cands = item.model.candidates.recommend(
+                    users, n_cand, exclude_seen=item.model.config.exclude_seen
+                )
+                stage = user_metrics(cands, truth, ks=[n_cand], metrics=["recall"]).per_user
+                candidate_recall = _summaries(stage, [metric_column("recall", n_cand)], 0, None)[
+                    metric_column("recall", n_cand)
+                ]
+        else:
+            assert item.recs is not None
+            recs = item.recs
+        measured = user_metrics(
+            recs, truth, ks=ks, metrics=metric_names, map_denominator=map_denominator
+        )
+        frame = measured.per_user
+        per_input.append((item, frame))
+        top = _top(recs, max_k).filter(pl.col("user_id").is_in(users.implode()))
+        coverage = top["item_id"].n_unique() / max(catalogue.height, 1)
+        fresh = top.join(fresh_items.select("item_id"), on="item_id", how="semi").height / max(
+            top.height, 1
+        )
+        seg_results: dict[str, dict[str, dict[str, MeanCI]]] = {}
+        for seg_name, seg_frame in segments.items():
+            joined = frame.join(seg_frame, on="user_id", how="left")
+            seg_results[seg_name] = {
+                str(value): _summaries(part, columns, 0, None)
+                for (value,), part in joined.group_by("segment", maintain_order=False)
+                if value is not None
+            }
+            seg_results[seg_name] = dict(sorted(seg_results[seg_name].items()))
+        results.append(
+            InputResult(
+                label=item.label,
+                kind=item.kind,
+                source=item.source,
+                cutoff=item.cutoff,
+                means=_summaries(frame, columns, bootstrap, rngs["bootstrap"]),
+                segments=seg_results,
+                users_without_relevant=measured.users_without_relevant,
+                users_without_recommendations=measured.users_without_recommendations,
+                coverage=coverage,
+                fresh_share=fresh,
+                candidate_recall=candidate_recall,
+            )
+        )
+    progress("evaluate", len(inputs), len(inputs))
+    pairs = []
+    for i in range(len(per_input)):
+        for j in range(i + 1, len(per_input)):
+            (a, fa), (b, fb) = per_input[i], per_input[j]
+            tests = compare_pair(
+                fa, fb, columns, permutations=permutations, rng=rngs["permutations"]
+            )
+            pairs.append((a.label, b.label, tests))
+    per_user = pl.concat(
+        [frame.select(pl.lit(item.label).alias("input"), pl.all()) for item, frame in per_input]
+    )
+    for seg_name, seg_frame in segments.items():
+        per_user = per_user.join(
+            seg_frame.rename({"segment": f"segment_{seg_name}"}), on="user_id", how="left"
+        )
+    return EvalReport(
+        data=str(dataset.root),
+        window_start=start,
+        window_end=end_value,
+        users=users.len(),
+        new_users=new_users.len(),
+        relevant_pairs=truth.height,
+        ks=ks,
+        metrics=metric_names,
+        relevance=relevance,
+        map_denominator=map_denominator,
+        include_seen=include_seen,
+        by=by,
+        bootstrap=bootstrap,
+        permutations=permutations,
+        seed=seed,
+        n_candidates=n_candidates,
+        inputs=tuple(results),
+        pairs=tuple(pairs),
+        per_user=per_user,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _top(recs: pl.DataFrame, k: int) -> pl.DataFrame:
+    """user_id, item_id of each user's top ``k`` (by the same order rules as the metrics)."""
+    from recsim_cli.metrics import rank_lists
+
+    return rank_lists(recs).filter(pl.col("pos") <= k).select("user_id", "item_id")
