@@ -59,6 +59,12 @@ class UnknownNameError(UserError):
         super().__init__(f"Unknown {kind} '{name}'. Available: {', '.join(self.available)}.")
 
 
+def check_int(value: object, name: str, minimum: int) -> None:
+    """Raise `ConfigError` unless ``value`` is a whole number (no bool) of at least ``minimum``."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{name} must be a whole number of at least {minimum}; got {value!r}.")
+
+
 class ExperimentInvalidError(RecsimError):
     """An experiment failed a health check (for example sample-ratio mismatch)."""
 

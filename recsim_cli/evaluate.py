@@ -38,10 +38,12 @@ from recsim_cli.metrics import (
     metric_column,
     parse_ks,
     parse_metrics,
+    rank_lists,
     user_metrics,
 )
 from recsim_cli.progress import Progress, no_progress
 from recsim_cli.split import complete_items, dataset_cutoff
+from recsim_cli.times import format_ts
 
 if TYPE_CHECKING:
     from recsim_cli.models.two_stage import TwoStageModel
@@ -50,7 +52,6 @@ FRESH_DAYS: Final = 7
 NEW_SEGMENT: Final = "new"
 RETURNING_SEGMENT: Final = "returning"
 ALPHA: Final = 0.05
-TS_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
 
 
 # -- relevance -------------------------------------------------------------------------
@@ -211,7 +212,7 @@ class InputResult:
             "label": self.label,
             "kind": self.kind,
             "source": self.source,
-            "cutoff": None if self.cutoff is None else self.cutoff.strftime(TS_FORMAT),
+            "cutoff": format_ts(self.cutoff),
             "metrics": {name: ci.to_dict() for name, ci in self.means.items()},
             "segments": {
                 seg: {
@@ -263,8 +264,8 @@ class EvalReport:
         return {
             "data": self.data,
             "window": {
-                "start": self.window_start.strftime(TS_FORMAT),
-                "end": self.window_end.strftime(TS_FORMAT),
+                "start": format_ts(self.window_start),
+                "end": format_ts(self.window_end),
             },
             "users": self.users,
             "new_users": self.new_users,
@@ -384,7 +385,7 @@ def _summaries(
     bootstrap: int,
     rng: np.random.Generator | None,
 ) -> dict[str, MeanCI]:
-    matrix = frame.select(columns).to_numpy().astype(np.float64) if columns else np.zeros((0, 0))
+    matrix = frame.select(columns).to_numpy().astype(np.float64)
     boots: tuple[Any, Any] | None = None
     if bootstrap and rng is not None and frame.height > 0:
         boots = bootstrap_ci(matrix, bootstrap, rng)
@@ -494,9 +495,8 @@ def evaluate(
         if number < 0:
             raise ConfigError(f"{name} must be 0 or more; got {number}.")
     inputs: list[EvalInput] = []
-    store = Registry(registry) if models else None
+    store = Registry(registry)
     for name in models:
-        assert store is not None
         entry = store.open(name)
         model = TwoStageModel.load(entry)
         inputs.append(EvalInput(name, "model", str(entry.path), model.cutoff, model))
@@ -514,7 +514,7 @@ def evaluate(
     if window.height == 0:
         latest = next((i.label for i in inputs if i.cutoff == start), "--test-days")
         raise DatasetError(
-            f"The held-out window after {start.strftime(TS_FORMAT)} (the cutoff of "
+            f"The held-out window after {format_ts(start)} (the cutoff of "
             f"{latest}) holds no events in {dataset.root}; train with more --test-days or "
             "evaluate on a dataset with later logs."
         )
@@ -542,7 +542,7 @@ def evaluate(
     if users.len() == 0:
         raise DatasetError(
             f"No user has a relevant item ({relevance.label}) in the held-out window after "
-            f"{start.strftime(TS_FORMAT)}; try --relevance clicked or --include-seen."
+            f"{format_ts(start)}; try --relevance clicked or --include-seen."
         )
     progress("truth", 1, 1)
     known = before.select(pl.col("user_id").unique())
@@ -559,7 +559,7 @@ def evaluate(
         segments[by] = _segment_of(window, users, by)
     max_k = max(ks)
     rngs = spawn_generators(seed, ["bootstrap", "permutations"])
-    history, serving_items = serving_inputs(dataset, start) if models else (before, items)
+    history, serving_items = serving_inputs(dataset, start, events=events)
     catalogue = items.filter(pl.col("published_ts") < start)
     fresh_items = catalogue.filter(pl.col("published_ts") >= start - timedelta(days=FRESH_DAYS))
     columns = [metric_column(m, k) for m in metric_names for k in ks]
@@ -584,12 +584,14 @@ def evaluate(
         else:
             assert item.recs is not None
             recs = item.recs
+        # ranked once: the metrics read the positions as ranks, coverage and freshness the top
+        ranked = rank_lists(recs).rename({"pos": "rank"})
         measured = user_metrics(
-            recs, truth, ks=ks, metrics=metric_names, map_denominator=map_denominator
+            ranked, truth, ks=ks, metrics=metric_names, map_denominator=map_denominator
         )
         frame = measured.per_user
         per_input.append((item, frame))
-        top = _top(recs, max_k).filter(pl.col("user_id").is_in(users.implode()))
+        top = ranked.filter((pl.col("rank") <= max_k) & pl.col("user_id").is_in(users.implode()))
         coverage = top["item_id"].n_unique() / max(catalogue.height, 1)
         fresh = top.join(fresh_items.select("item_id"), on="item_id", how="semi").height / max(
             top.height, 1
@@ -656,10 +658,3 @@ def evaluate(
         per_user=per_user,
         seconds=time.perf_counter() - started,
     )
-
-
-def _top(recs: pl.DataFrame, k: int) -> pl.DataFrame:
-    """user_id, item_id of each user's top ``k`` (by the same order rules as the metrics)."""
-    from recsim_cli.metrics import rank_lists
-
-    return rank_lists(recs).filter(pl.col("pos") <= k).select("user_id", "item_id")

@@ -23,6 +23,7 @@ import polars as pl
 
 from recsim_cli.dataset import TIMESTAMP, Dataset
 from recsim_cli.errors import ConfigError, DatasetError, RecsimWarning
+from recsim_cli.times import format_ts
 
 DAY = timedelta(days=1)
 DURATION_QUANTILE = 0.95
@@ -95,7 +96,7 @@ def load_training_data(
     if events.height == 0:
         raise DatasetError(
             f"The training window of {dataset.root} (events before "
-            f"{cutoff.strftime('%Y-%m-%dT%H:%M:%SZ')}) is empty; use fewer --test-days."
+            f"{format_ts(cutoff)}) is empty; use fewer --test-days."
         )
     items = complete_items(events, dataset.items().collect(), source=str(dataset.root))
     # an item published at or after the cutoff did not exist yet for this model

@@ -10,7 +10,8 @@ from polars.testing import assert_frame_equal
 
 from recsim_cli.errors import ConfigError, SchemaError, UnknownNameError, UserError
 from recsim_cli.experiment import analyse
-from recsim_cli.experiment.logged import aggregate_experiment, parse_moment
+from recsim_cli.experiment.logged import aggregate_experiment
+from recsim_cli.times import parse_moment
 
 SCHEMA = {
     "user_id": pl.String,

@@ -205,7 +205,9 @@ def test_manifest_records_cutoff_dataset_and_features(trained: Path, sample_data
     assert manifest["cutoff"] == "2026-01-17T00:00:00Z"
     assert manifest["dataset"]["fingerprint"] == Dataset.open(sample_dataset).fingerprint
     assert manifest["kind"] == "als+lightgbm"
-    assert "item_age_h" in manifest["features"] or manifest["features"]
+    from recsim_cli.models.features import FEATURES
+
+    assert manifest["features"] == list(FEATURES)
     assert manifest["config"]["candidate_params"] == SMALL_ALS
     assert not list((trained / "als-lgbm").rglob("*.pkl"))
 

@@ -183,8 +183,9 @@ def abtest_command(
     """
     from recsim_cli.cli import console
     from recsim_cli.experiment.abtest import run_logged_abtest
-    from recsim_cli.experiment.logged import BOTH_ARMS, parse_moment
+    from recsim_cli.experiment.logged import BOTH_ARMS
     from recsim_cli.experiment.plan import plan_logged_abtest
+    from recsim_cli.times import parse_moment
 
     if arm_column is None:
         raise UserError(

@@ -120,14 +120,9 @@ def evaluate_command(
     Example: recsim evaluate pop als-lgbm --k 10
     """
     from recsim_cli.cli import console
-    from recsim_cli.errors import ConfigError
     from recsim_cli.evaluate import Relevance, evaluate
     from recsim_cli.io import dumps_json, write_bytes_atomic, write_parquet_atomic
 
-    if map_denominator not in ("min", "relevant"):
-        raise ConfigError(
-            f"--map-denominator {map_denominator}: give min (the default) or relevant."
-        )
     to_stdout = json_file is not None and str(json_file) == "-"
     with console.progress_bar(enabled=not to_stdout) as progress:
         report = evaluate(
@@ -150,12 +145,11 @@ def evaluate_command(
         )
     if per_user is not None:
         write_parquet_atomic(report.per_user, per_user)
+    if to_stdout:
+        console.print_json(report.to_dict())
+        return
     if json_file is not None:
-        text = dumps_json(report.to_dict())
-        if to_stdout:
-            console.print_json(report.to_dict())
-            return
-        write_bytes_atomic(json_file, text.encode("utf-8"))
+        write_bytes_atomic(json_file, dumps_json(report.to_dict()).encode("utf-8"))
     console.out.print(render(report))
 
 
@@ -177,9 +171,9 @@ def render(report: EvalReport) -> Group:
 
     from recsim_cli.cli.console import frame_table
     from recsim_cli.metrics import metric_column
+    from recsim_cli.times import format_ts
 
-    start = report.window_start.strftime("%Y-%m-%dT%H:%M:%SZ")
-    end = report.window_end.strftime("%Y-%m-%dT%H:%M:%SZ")
+    start, end = format_ts(report.window_start), format_ts(report.window_end)
     parts: list[RenderableType] = [
         f"recsim evaluate: {report.users:,} users with a relevant item "
         f"({report.relevance.label}) in {start} .. {end}, {report.new_users:,} of them new; "

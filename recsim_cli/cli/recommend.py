@@ -79,17 +79,17 @@ def recommend_command(
     from recsim_cli.io import atomic_path, write_parquet_atomic
     from recsim_cli.models.two_stage import (
         Context,
-        parse_timestamp,
         read_user_list,
         recommend,
     )
+    from recsim_cli.times import parse_moment
 
     if users is not None and all_users:
         raise ConfigError("--users and --all contradict each other; give only one.")
     if out.suffix not in (".parquet", ".csv"):
         raise ConfigError(f"--out {out}: give a file ending in .parquet or .csv.")
     user_list = read_user_list(users) if users is not None else None
-    when = parse_timestamp(as_of, "--as-of") if as_of is not None else None
+    when = parse_moment(as_of, "--as-of") if as_of is not None else None
     ctx = Context.parse(context) if context is not None else None
     with console.progress_bar(enabled=not json_output) as progress:
         result = recommend(

@@ -136,15 +136,15 @@ def train_command(
 
 def render(summary: TrainSummary) -> Group:
     """The summary table, time per stage, and the ranker's top features."""
-    from rich.console import Group
+    from rich.console import Group, RenderableType
 
     from recsim_cli.cli.console import frame_table, key_value_table
-    from recsim_cli.models.two_stage import iso
+    from recsim_cli.times import format_ts
 
     rows: list[tuple[str, object]] = [
         ("kind", summary.kind),
-        ("training window", f"{iso(summary.data_start)} .. {iso(summary.cutoff)}"),
-        ("cutoff (held out from here)", iso(summary.cutoff)),
+        ("training window", f"{format_ts(summary.data_start)} .. {format_ts(summary.cutoff)}"),
+        ("cutoff (held out from here)", format_ts(summary.cutoff)),
         ("events used", summary.events),
         ("users", summary.users),
         ("items", summary.items),
@@ -153,7 +153,7 @@ def render(summary: TrainSummary) -> Group:
         rows += [
             (
                 "ranker window",
-                f"{iso(summary.ranker_window[0])} .. {iso(summary.ranker_window[1])}",
+                f"{format_ts(summary.ranker_window[0])} .. {format_ts(summary.ranker_window[1])}",
             ),
             ("ranker examples", summary.ranker_examples),
             ("of which clicked", summary.ranker_positives),
@@ -162,7 +162,7 @@ def render(summary: TrainSummary) -> Group:
     if summary.candidate_loss is not None:
         rows.append((f"{summary.config.candidates} training loss", summary.candidate_loss))
     rows.append(("saved to", str(summary.path)))
-    parts: list[object] = [key_value_table(f"recsim train {summary.name}", rows)]
+    parts: list[RenderableType] = [key_value_table(f"recsim train {summary.name}", rows)]
     parts.append(
         frame_table(
             "time per stage (s)",
@@ -178,4 +178,4 @@ def render(summary: TrainSummary) -> Group:
                 list(summary.importance),
             )
         )
-    return Group(*parts)  # type: ignore[arg-type]
+    return Group(*parts)

@@ -37,6 +37,7 @@ from typing import Any, Literal
 import polars as pl
 
 from recsim_cli.errors import ConfigError, SchemaError, UnknownNameError, UserError
+from recsim_cli.times import as_utc, format_ts
 
 BothArms = Literal["exclude", "keep"]
 BOTH_ARMS: tuple[BothArms, ...] = ("exclude", "keep")
@@ -79,30 +80,6 @@ def get_logged_metric(name: str) -> LoggedMetric:
         return LOGGED_METRICS[name]
     except KeyError:
         raise UnknownNameError("metric", name, list(LOGGED_METRICS)) from None
-
-
-def format_ts(moment: dt.datetime | None) -> str | None:
-    """Return ``moment`` as ISO 8601 UTC text ending in ``Z`` (None stays None)."""
-    if moment is None:
-        return None
-    return as_utc(moment).isoformat().replace("+00:00", "Z")
-
-
-def as_utc(moment: dt.datetime) -> dt.datetime:
-    """Return ``moment`` in UTC; a naive datetime is taken to be UTC already."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC)
-
-
-def parse_moment(text: str, flag: str) -> dt.datetime:
-    """Parse ``2026-01-12`` (midnight UTC) or an ISO 8601 date-time (UTC unless it says)."""
-    try:
-        return as_utc(dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00")))
-    except ValueError:
-        raise ConfigError(
-            f"{flag} {text}: give a date like 2026-01-12 or a UTC time like 2026-01-12T06:00:00Z."
-        ) from None
 
 
 @dataclass(frozen=True)

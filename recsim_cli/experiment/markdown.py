@@ -11,9 +11,9 @@ import math
 
 from recsim_cli import __version__
 from recsim_cli.experiment.abtest import AbTestReport
-from recsim_cli.experiment.logged import format_ts
 from recsim_cli.experiment.plan import AbTestPlan
 from recsim_cli.experiment.results import MetricResult
+from recsim_cli.times import format_ts
 
 VERDICT_ICONS = {"ship": "✅", "no_ship": "⛔", "inconclusive": "⚠️", "invalid": "❌"}
 

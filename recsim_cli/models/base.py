@@ -302,7 +302,7 @@ class CandidateModel(ABC):
         want = min(k, n_items)
         items = np.full((n, want), -1, dtype=np.int64)
         scores = np.full((n, want), np.nan, dtype=np.float64)
-        banned = self._banned_keys(uidx, np.arange(n), exclude_seen, exclude, user_ids)
+        banned = self._banned_keys(uidx, user_ids, exclude_seen=exclude_seen, exclude=exclude)
         if known.any():
             rows = np.flatnonzero(known)
             if self.filters_exclusions:
@@ -330,16 +330,16 @@ class CandidateModel(ABC):
     def _banned_keys(
         self,
         uidx: IntArray,
-        rows: IntArray,
+        user_ids: pl.Series,
+        *,
         exclude_seen: bool,
         exclude: pl.DataFrame | None,
-        user_ids: pl.Series,
     ) -> IntArray:
-        """Sorted keys ``row * n_items + item`` that may not be recommended."""
+        """Sorted keys ``row * n_items + item`` (row: position in the batch) not to recommend."""
         n_items = len(self.items)
         parts: list[IntArray] = []
         if exclude_seen:
-            known_rows = rows[uidx >= 0]
+            known_rows = np.flatnonzero(uidx >= 0)
             u = uidx[uidx >= 0]
             counts = self.seen_indptr[u + 1] - self.seen_indptr[u]
             starts = np.repeat(self.seen_indptr[u], counts)

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
-from recsim_cli.errors import ConfigError, InputFileError
+from recsim_cli.errors import ConfigError, InputFileError, check_int
 
 RankerKind = Literal["lightgbm", "none"]
 Objective = Literal["watch_time", "click", "lambdarank"]
@@ -68,12 +68,12 @@ class TrainConfig:
     ranker_params: Mapping[str, Scalar] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check_int(self.n_candidates, "n_candidates", 1)
-        _check_int(self.test_days, "test_days", 0)
-        _check_int(self.ranker_days, "ranker_days", 1)
-        _check_int(self.negatives_per_positive, "negatives_per_positive", 1)
-        _check_int(self.seed, "seed", 0)
-        _check_int(self.num_threads, "num_threads", 1)
+        check_int(self.n_candidates, "n_candidates", 1)
+        check_int(self.test_days, "test_days", 0)
+        check_int(self.ranker_days, "ranker_days", 1)
+        check_int(self.negatives_per_positive, "negatives_per_positive", 1)
+        check_int(self.seed, "seed", 0)
+        check_int(self.num_threads, "num_threads", 1)
         if not isinstance(self.candidates, str) or not self.candidates:
             raise ConfigError(f"candidates must be a generator name; got {self.candidates!r}.")
         if self.ranker not in RANKERS:
@@ -167,8 +167,3 @@ def _toml_char(char: str) -> str:
     if ord(char) < 0x20 or ord(char) == 0x7F:
         return f"\\u{ord(char):04x}"
     return char
-
-
-def _check_int(value: object, name: str, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{name} must be a whole number of at least {minimum}; got {value!r}.")

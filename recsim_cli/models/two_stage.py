@@ -24,9 +24,10 @@ Users unseen in training get the candidate stage's fallback (``fresh``).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -40,6 +41,7 @@ from recsim_cli.models.config import TrainConfig
 from recsim_cli.progress import Progress, no_progress
 from recsim_cli.rng import spawn_generators
 from recsim_cli.split import TrainData, complete_items, dataset_cutoff, load_training_data
+from recsim_cli.times import format_ts
 
 if TYPE_CHECKING:
     from recsim_cli.models.base import CandidateModel
@@ -51,24 +53,6 @@ CANDIDATES_DIR: Final = "candidates"
 RANKER_DIR: Final = "ranker"
 CONTEXT_FILE: Final = "context.parquet"
 DEFAULT_BATCH_USERS: Final = 4096
-TS_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def iso(ts: datetime) -> str:
-    """A UTC timestamp as ``YYYY-MM-DDTHH:MM:SSZ`` (microseconds kept when present)."""
-    ts = ts.astimezone(UTC)
-    return ts.strftime(TS_FORMAT) if ts.microsecond == 0 else ts.isoformat().replace("+00:00", "Z")
-
-
-def parse_timestamp(text: str, flag: str) -> datetime:
-    """Parse an ISO date or date-time (naive = UTC) given on the command line."""
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ConfigError(
-            f"{flag} {text}: give an ISO date or time, e.g. 2026-01-17 or 2026-01-17T06:00Z."
-        ) from exc
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -218,8 +202,8 @@ class TwoStageModel:
         as_of = self.cutoff if as_of is None else as_of
         if as_of < self.cutoff:
             raise ConfigError(
-                f"--as-of {iso(as_of)} is before the model's cutoff {iso(self.cutoff)}; lists "
-                "can only be made as of the cutoff or later."
+                f"--as-of {format_ts(as_of)} is before the model's cutoff "
+                f"{format_ts(self.cutoff)}; lists can only be made as of the cutoff or later."
             )
         history = history.filter(pl.col("ts") < as_of)
         exclude = None
@@ -264,25 +248,23 @@ class TwoStageModel:
         return pl.concat(frames)
 
     def _context_of(self, users: pl.Series, override: Context | None) -> pl.DataFrame:
-        frame = pl.DataFrame({"user_id": users.cast(pl.String)}).join(
-            self.context, on="user_id", how="left"
-        )
+        """user_id, device, hour per user: the override where given, else the usual one."""
+        override = override or Context()
+        default = self.default_context
         device = (
-            self.default_context.device if override is None or override.device is None else None
+            pl.lit(override.device, dtype=pl.String)
+            if override.device is not None
+            else pl.col("device").fill_null(pl.lit(default.device, dtype=pl.String))
         )
-        hour = self.default_context.hour if override is None or override.hour is None else None
-        return frame.select(
-            "user_id",
-            (
-                pl.lit(override.device, dtype=pl.String)
-                if override is not None and override.device is not None
-                else pl.col("device").fill_null(pl.lit(device, dtype=pl.String))
-            ).alias("device"),
-            (
-                pl.lit(override.hour, dtype=pl.Int32)
-                if override is not None and override.hour is not None
-                else pl.col("hour").cast(pl.Int32).fill_null(pl.lit(hour or 0, dtype=pl.Int32))
-            ).alias("hour"),
+        hour = (
+            pl.lit(override.hour, dtype=pl.Int32)
+            if override.hour is not None
+            else pl.col("hour").cast(pl.Int32).fill_null(pl.lit(default.hour or 0, dtype=pl.Int32))
+        )
+        return (
+            pl.DataFrame({"user_id": users.cast(pl.String)})
+            .join(self.context, on="user_id", how="left")
+            .select("user_id", device.alias("device"), hour.alias("hour"))
         )
 
 
@@ -329,11 +311,11 @@ class TrainSummary:
             "name": self.name,
             "kind": self.kind,
             "path": str(self.path),
-            "cutoff": iso(self.cutoff),
-            "data_start": iso(self.data_start),
+            "cutoff": format_ts(self.cutoff),
+            "data_start": format_ts(self.data_start),
             "ranker_window": None
             if self.ranker_window is None
-            else [iso(self.ranker_window[0]), iso(self.ranker_window[1])],
+            else [format_ts(self.ranker_window[0]), format_ts(self.ranker_window[1])],
             "events": self.events,
             "users": self.users,
             "items": self.items,
@@ -347,28 +329,14 @@ class TrainSummary:
         }
 
 
-class _Clock:
-    """Times named stages: ``with clock("features"): ...``."""
-
-    def __init__(self) -> None:
-        self.timings: dict[str, float] = {}
-
-    def __call__(self, name: str) -> _Stage:
-        return _Stage(self, name)
-
-
-class _Stage:
-    def __init__(self, clock: _Clock, name: str) -> None:
-        self.clock = clock
-        self.name = name
-        self.start = 0.0
-
-    def __enter__(self) -> None:
-        self.start = time.perf_counter()
-
-    def __exit__(self, *exc: object) -> None:
-        elapsed = time.perf_counter() - self.start
-        self.clock.timings[self.name] = self.clock.timings.get(self.name, 0.0) + elapsed
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the time spent inside the block to ``timings[stage]``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
 
 
 def fit_two_stage(
@@ -377,19 +345,19 @@ def fit_two_stage(
     """Fit both stages on ``data`` (events before its cutoff); return the model and its facts."""
     from recsim_cli.models.candidates import candidate_model
 
-    clock = _Clock()
+    timings: dict[str, float] = {}
     facts: dict[str, Any] = {"ranker_examples": 0, "ranker_positives": 0, "ranker_window": None}
     ranker: Ranker | None = None
     ranker_summary: RankerSummary | None = None
     rngs = spawn_generators(config.seed, ["negatives"])
     if config.ranker == "lightgbm":
         ranker, ranker_summary, window = _fit_ranker(
-            data, config, rngs["negatives"], clock, progress
+            data, config, rngs["negatives"], timings, progress
         )
         facts["ranker_window"] = window
         facts["ranker_examples"] = ranker_summary.examples
         facts["ranker_positives"] = ranker_summary.positives
-    with clock("candidates"):
+    with _timed(timings, "candidates"):
         progress("candidates", 0, 1)
         candidates = candidate_model(
             config.candidates, config.candidate_params, seed=config.seed
@@ -401,7 +369,7 @@ def fit_two_stage(
         hour=_global_mode(data.events["ts"].dt.hour().cast(pl.Int32)),
     )
     model = TwoStageModel(config, data.cutoff, candidates, ranker, context, default)
-    facts["timings"] = clock.timings
+    facts["timings"] = timings
     facts["candidate_loss"] = getattr(candidates, "training_loss", None)
     facts["ranker_summary"] = ranker_summary
     return model, facts
@@ -411,7 +379,7 @@ def _fit_ranker(
     data: TrainData,
     config: TrainConfig,
     rng: np.random.Generator,
-    clock: _Clock,
+    timings: dict[str, float],
     progress: Progress,
 ) -> tuple[Ranker, RankerSummary, tuple[datetime, datetime]]:
     from recsim_cli.models.candidates import candidate_model
@@ -423,11 +391,11 @@ def _fit_ranker(
     window = data.events.filter(pl.col("ts") >= window_start)
     if before.height == 0 or window.height == 0:
         raise DatasetError(
-            f"The training window ({iso(data.start)} to {iso(data.cutoff)}) is too short for "
-            f"--ranker-days {config.ranker_days}: the ranker needs events both before and in its "
-            "last days; use fewer --ranker-days or --test-days, or --ranker none."
+            f"The training window ({format_ts(data.start)} to {format_ts(data.cutoff)}) is too "
+            f"short for --ranker-days {config.ranker_days}: the ranker needs events both before "
+            "and in its last days; use fewer --ranker-days or --test-days, or --ranker none."
         )
-    with clock("ranker candidates"):
+    with _timed(timings, "ranker candidates"):
         progress("ranker candidates", 0, 1)
         pre = TrainData(
             events=before,
@@ -441,7 +409,7 @@ def _fit_ranker(
             window_users, config.n_candidates, exclude_seen=config.exclude_seen
         )
         progress("ranker candidates", 1, 1)
-    with clock("features"):
+    with _timed(timings, "features"):
         progress("features", 0, 1)
         examples = ranker_examples(
             window, cands, negatives_per_positive=config.negatives_per_positive, rng=rng
@@ -452,10 +420,10 @@ def _fit_ranker(
         progress("features", 1, 1)
     if examples.height == 0 or not examples["clicked"].any():
         raise DatasetError(
-            f"The ranker window ({iso(window_start)} to {iso(data.cutoff)}) has no clicks to "
-            "learn from; use more --ranker-days or --ranker none."
+            f"The ranker window ({format_ts(window_start)} to {format_ts(data.cutoff)}) has no "
+            "clicks to learn from; use more --ranker-days or --ranker none."
         )
-    with clock("ranker"):
+    with _timed(timings, "ranker"):
         ranker = Ranker(
             config.objective, config.ranker_params, seed=config.seed, num_threads=config.num_threads
         )
@@ -473,15 +441,13 @@ def train(
     progress: Progress = no_progress,
 ) -> TrainSummary:
     """Train model ``name`` on the dataset at ``data`` and write it into ``registry``."""
-    from recsim_cli.models.candidates import CANDIDATES
+    from recsim_cli.models.candidates import candidate_model
     from recsim_cli.models.features import FEATURES
     from recsim_cli.registry import Registry, validate_name
 
     validate_name(name)
-    if config.candidates not in CANDIDATES:
-        from recsim_cli.errors import UnknownNameError
-
-        raise UnknownNameError("candidate generator", config.candidates, sorted(CANDIDATES))
+    # fail before any data is read: an unknown kind or a bad hyper-parameter is a usage error
+    candidate_model(config.candidates, config.candidate_params, seed=config.seed)
     store = Registry(registry)
     store.check_writable(name, force=force)
     dataset = Dataset.open(data)
@@ -497,8 +463,8 @@ def train(
         "kind": model.kind,
         "config": config.to_dict(),
         "seed": config.seed,
-        "cutoff": iso(cutoff),
-        "data_start": iso(train_data.start),
+        "cutoff": format_ts(cutoff),
+        "data_start": format_ts(train_data.start),
         "dataset": {
             "path": str(Path(data).resolve()),
             "fingerprint": dataset.fingerprint,
@@ -512,7 +478,7 @@ def train(
             "items": len(model.candidates.items),
             "ranker_window": None
             if facts["ranker_window"] is None
-            else [iso(t) for t in facts["ranker_window"]],
+            else [format_ts(t) for t in facts["ranker_window"]],
             "ranker_examples": facts["ranker_examples"],
             "ranker_positives": facts["ranker_positives"],
             "candidate_loss": facts["candidate_loss"],
@@ -562,7 +528,7 @@ class Recommendations:
         return {
             "model": self.name,
             "resolved": self.model,
-            "as_of": iso(self.as_of),
+            "as_of": format_ts(self.as_of),
             "k": self.k,
             "users": self.users,
             "unknown_users": self.unknown_users,
@@ -572,9 +538,15 @@ class Recommendations:
         }
 
 
-def serving_inputs(dataset: Dataset, as_of: datetime) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Events before ``as_of`` and the complete item table, as `TwoStageModel.recommend` wants."""
-    history = dataset.events().filter(pl.col("ts") < as_of).collect()
+def serving_inputs(
+    dataset: Dataset, as_of: datetime, *, events: pl.DataFrame | None = None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Events before ``as_of`` and the complete item table, as `TwoStageModel.recommend` wants.
+
+    ``events``: the dataset's events when the caller has read them already.
+    """
+    source = dataset.events() if events is None else events.lazy()
+    history = source.filter(pl.col("ts") < as_of).collect()
     items = complete_items(history, dataset.items().collect(), source=str(dataset.root))
     return history, items
 

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from recsim_cli.errors import ConfigError
+from recsim_cli.errors import ConfigError, check_int
 from recsim_cli.simulate.arms import Arm, arms_from_list, check_arms
 
 DEVICES: tuple[str, ...] = ("mobile", "desktop", "tv")
@@ -204,12 +204,12 @@ class WorldConfig:
     arms: tuple[Arm, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_int(self.users, "users", 1)
-        _check_int(self.items, "items", 1)
-        _check_int(self.days, "days", 1)
-        _check_int(self.slate_size, "slate_size", 1)
-        _check_int(self.pool_size, "pool_size", 1)
-        _check_int(self.seed, "seed", 0)
+        check_int(self.users, "users", 1)
+        check_int(self.items, "items", 1)
+        check_int(self.days, "days", 1)
+        check_int(self.slate_size, "slate_size", 1)
+        check_int(self.pool_size, "pool_size", 1)
+        check_int(self.seed, "seed", 0)
         if self.pool_size < self.slate_size:
             raise ConfigError(
                 f"pool_size must be at least slate_size ({self.slate_size}), since a slate is "
@@ -309,11 +309,6 @@ def _reject_unknown(what: str, data: object, known: set[str]) -> None:
         raise ConfigError(
             f"{what} has unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}."
         )
-
-
-def _check_int(value: object, name: str, minimum: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(f"{name} must be a whole number of at least {minimum}; got {value!r}.")
 
 
 def _check(ok: bool, name: str, expected: str, value: object) -> None:
