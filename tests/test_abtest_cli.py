@@ -23,6 +23,7 @@ from typer.testing import CliRunner, Result
 from recsim_cli import __version__
 from recsim_cli.cli import app
 from recsim_cli.dataset import Dataset
+from recsim_cli.experiment import METRICS
 from recsim_cli.experiment import abtest as abtest_module
 from recsim_cli.experiment.abtest import run_logged_abtest
 from recsim_cli.experiment.markdown import abtest_markdown
@@ -164,16 +165,25 @@ def test_mistakes_exit_2_with_one_sentence(data: Path, args: list[str], message:
     assert result.stdout == ""
 
 
-def test_registry_models_are_not_analysed_yet() -> None:
+def test_without_an_arm_column_the_arms_are_models_to_estimate(tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        app, ["abtest", "--control", "als-v1", "--treatment", "als-v2", "--gate", str(GATE)]
+        app,
+        [
+            "abtest",
+            "--control",
+            "als-v1",
+            "--treatment",
+            "als-v2",
+            "--registry",
+            str(tmp_path / "models"),
+            "--gate",
+            str(GATE),
+        ],
     )
     assert result.exit_code == 2
-    assert result.stderr == (
-        "Error: comparing registry models ('als-v1' and 'als-v2') needs the off-policy "
-        "estimators, which this recsim does not have yet; to analyse a logged A/B test, add "
-        "--arm-column with the column naming each event's arm, e.g. --arm-column policy.\n"
-    )
+    assert result.stderr.startswith("Error: Unknown model 'als-v1'")
+    assert "or train one with recsim train als-v1." in result.stderr
+    assert result.stderr.count("\n") == 1
 
 
 def test_a_missing_dataset_exits_2(tmp_path: Path) -> None:
@@ -217,8 +227,8 @@ def test_a_bad_gate_file_exits_2(data: Path, tmp_path: Path) -> None:
     result = abtest(data, "--control", "A", "--treatment", "B", "--gate", gate)
     assert result.exit_code == 2
     assert result.stderr == (
-        f"Error: {gate}: [[primary]] #1 has unknown metric 'watchtime'. Available: ctr, "
-        "session_depth, watch_time.\n"
+        f"Error: {gate}: [[primary]] #1 has unknown metric 'watchtime'. "
+        f"Available: {', '.join(METRICS)}.\n"
     )
 
 

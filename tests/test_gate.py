@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from recsim_cli.errors import ConfigError, ExitCode, InputFileError
-from recsim_cli.experiment import analyse
+from recsim_cli.experiment import METRICS, analyse
 from recsim_cli.experiment.effects import difference_test, relative_interval
 from recsim_cli.experiment.gate import (
     Gate,
@@ -30,6 +30,7 @@ from recsim_cli.experiment.results import (
 )
 from recsim_cli.experiment.synthetic import experiment_frame
 
+ALL_METRICS = ", ".join(METRICS)
 EXAMPLE = """\
 alpha = 0.05                 # the gate's alpha wins
 split = [0.5, 0.5]           # intended traffic split, for the SRM check
@@ -103,13 +104,12 @@ def test_better_defaults_to_the_metrics_registered_direction() -> None:
         ),
         (
             EXAMPLE.replace("alpha = 0.05", "alfa = 0.05"),
-            "unknown key 'alfa'; valid keys: alpha, correction, guardrail, min_users_per_arm, "
-            "power, primary, relative_ci, split.",
+            "unknown key 'alfa'; valid keys: alpha, correction, guardrail, "
+            "min_effective_sample_size, min_users_per_arm, power, primary, relative_ci, split.",
         ),
         (
             EXAMPLE.replace('metric = "watch_time"', 'metric = "watchtime"'),
-            "[[primary]] #1 has unknown metric 'watchtime'. Available: ctr, session_depth, "
-            "watch_time.",
+            f"[[primary]] #1 has unknown metric 'watchtime'. Available: {ALL_METRICS}.",
         ),
         (
             EXAMPLE.replace("alpha = 0.05", "alpha = 1.5"),

@@ -31,7 +31,17 @@ def error_of(frame: pl.DataFrame, **kwargs) -> str:
 
 
 def test_registry_lists_the_metrics_and_rejects_unknown_names() -> None:
-    assert list(METRICS) == ["ctr", "session_depth", "watch_time"]
+    assert list(METRICS) == [
+        "ctr",
+        "first_slate_clicks",
+        "first_slate_ctr",
+        "first_slate_watch_time",
+        "session_depth",
+        "slate_ctr",
+        "slate_watch_time",
+        "slates_per_session",
+        "watch_time",
+    ]
     ctr = get_metric("ctr")
     assert (ctr.num_column, ctr.den_column, ctr.pre_num_column) == (
         "ctr_num",
@@ -41,9 +51,9 @@ def test_registry_lists_the_metrics_and_rejects_unknown_names() -> None:
     assert ctr.better == "higher"
     with pytest.raises(UnknownNameError) as err:
         get_metric("ctrr")
-    assert str(err.value) == "Unknown metric 'ctrr'. Available: ctr, session_depth, watch_time."
+    assert str(err.value) == f"Unknown metric 'ctrr'. Available: {', '.join(METRICS)}."
     assert error_of(small_frame(), metrics=["watchtime"]) == (
-        "Unknown metric 'watchtime'. Available: ctr, session_depth, watch_time."
+        f"Unknown metric 'watchtime'. Available: {', '.join(METRICS)}."
     )
 
 

@@ -15,13 +15,22 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from recsim_cli.cli.options import DEFAULT_DATA, DataDir, JsonFlag, Seed, parse_split
+from recsim_cli.cli.options import (
+    DEFAULT_DATA,
+    DEFAULT_REGISTRY,
+    DataDir,
+    JsonFlag,
+    RegistryDir,
+    Seed,
+    parse_split,
+)
 from recsim_cli.errors import ConfigError, UserError
 
 if TYPE_CHECKING:
     from rich.console import Group
 
     from recsim_cli.experiment.abtest import AbTestReport
+    from recsim_cli.experiment.offpolicy_abtest import OffPolicyReport
     from recsim_cli.experiment.plan import AbTestPlan
     from recsim_cli.experiment.results import MetricResult
 
@@ -71,8 +80,50 @@ def abtest_command(
         ),
     ] = None,
     design: Annotated[
-        str, typer.Option("--design", help="split (users in one arm) or paired.")
-    ] = "split",
+        str | None,
+        typer.Option(
+            "--design",
+            help="split (users in one arm) or paired (both arms on every user). \\[default: "
+            "split for logged tests, paired for estimates]",
+            show_default=False,
+        ),
+    ] = None,
+    registry: RegistryDir = DEFAULT_REGISTRY,
+    estimator: Annotated[
+        str,
+        typer.Option(
+            "--estimator",
+            help="Off-policy estimator: auto, replay, ips, snips, dm or dr (docs/offpolicy.md).",
+        ),
+    ] = "auto",
+    window: Annotated[
+        str | None,
+        typer.Option(
+            "--window",
+            metavar="START..END",
+            help="Evaluation window (UTC), END exclusive, e.g. 2026-01-15..2026-01-19. "
+            "\\[default: after the later model cutoff; required for files and logged]",
+            show_default=False,
+        ),
+    ] = None,
+    traffic: Annotated[
+        float | None,
+        typer.Option(
+            "--traffic",
+            help="Split design of an estimate: the treatment's share of users, e.g. 0.01.",
+        ),
+    ] = None,
+    target_epsilon: Annotated[
+        float,
+        typer.Option(
+            "--target-epsilon",
+            help="Smooth each list with the logging policy (changes what is estimated).",
+        ),
+    ] = 0.0,
+    replicates: Annotated[
+        int,
+        typer.Option("--replicates", help="Monte Carlo rollouts per session of the session model."),
+    ] = 8,
     cuped: Annotated[
         bool, typer.Option("--cuped", help="Reduce variance with each user's pre-period metric.")
     ] = False,
@@ -188,11 +239,52 @@ def abtest_command(
     from recsim_cli.times import parse_moment
 
     if arm_column is None:
-        raise UserError(
-            f"comparing registry models ('{control}' and '{treatment}') needs the off-policy "
-            "estimators, which this recsim does not have yet; to analyse a logged A/B test, "
-            "add --arm-column with the column naming each event's arm, e.g. --arm-column policy."
+        _reject_logged_only(
+            cuped=cuped,
+            pre_days=pre_days != 7,
+            start=start is not None,
+            end=end is not None,
+            split=split is not None,
+            both_arms=both_arms is not None,
+            bootstrap=bootstrap != 0,
+            winsorize=winsorize is not None,
+            plan=plan,
+            mde=mde is not None,
         )
+        _run_estimate(
+            data,
+            control=control,
+            treatment=treatment,
+            registry=registry,
+            estimator=estimator,
+            design=design or "paired",
+            traffic=traffic,
+            window=window,
+            metrics=_names(metrics),
+            guardrails=_names(guardrails),
+            alpha=alpha,
+            correction=correction,
+            relative_ci=relative_ci,
+            gate=gate,
+            target_epsilon=target_epsilon,
+            replicates=replicates,
+            seed=seed,
+            report=report,
+            markdown=markdown,
+            json_output=json_output,
+        )
+        return
+    for flag, used in (
+        ("--traffic", traffic is not None),
+        ("--window", window is not None),
+        ("--target-epsilon", target_epsilon != 0.0),
+        ("--estimator", estimator != "auto"),
+    ):
+        if used:
+            raise ConfigError(
+                f"{flag} applies to estimates of models from logs; a logged A/B test "
+                "(--arm-column) is analysed as it ran. Drop it, or drop --arm-column."
+            )
     if mde is not None and not plan:
         raise ConfigError("--mde sizes an experiment with --plan; add --plan or drop --mde.")
     if both_arms is not None and both_arms not in BOTH_ARMS:
@@ -221,7 +313,7 @@ def abtest_command(
         else:
             result = run_logged_abtest(
                 data,
-                design=design,
+                design=design or "split",
                 relative_ci=relative_ci,
                 both_arms=both_arms,
                 bootstrap=bootstrap,
@@ -386,6 +478,132 @@ def render(result: AbTestReport) -> Group:
         style = "green" if result.decision.verdict == "ship" else "red"
         parts.append(
             Text(f"Decision: {verdict} (exit {int(result.exit_code)})", style=f"bold {style}")
+        )
+        parts += [Text(f"  - {reason}") for reason in result.decision.reasons]
+    return Group(*parts)
+
+
+def _reject_logged_only(**used: bool) -> None:
+    """Refuse the options of logged A/B tests in an estimate, naming the first one given."""
+    for name, given in used.items():
+        if given:
+            flag = "--" + name.replace("_", "-")
+            raise ConfigError(
+                f"{flag} applies to logged A/B tests (--arm-column); an estimate of models from "
+                f"logs does not use it. Drop {flag}, or add --arm-column."
+            )
+
+
+def _run_estimate(
+    data: Path,
+    *,
+    report: Path | None,
+    markdown: Path | None,
+    json_output: bool,
+    window: str | None,
+    **options: Any,
+) -> None:
+    """Estimate the A/B test of two policies from logs, write and print the report, exit."""
+    from recsim_cli.cli import console
+    from recsim_cli.experiment.arms import parse_window
+    from recsim_cli.experiment.markdown import offpolicy_markdown
+    from recsim_cli.experiment.offpolicy_abtest import run_offpolicy_abtest
+    from recsim_cli.io import write_bytes_atomic, write_json_atomic
+
+    bounds = None if window is None else parse_window(window)
+    with console.progress_bar(enabled=not json_output) as progress:
+        result = run_offpolicy_abtest(data, window=bounds, progress=progress, **options)
+    if report is not None:
+        _write(report, "--report", lambda p: write_json_atomic(p, result.to_dict()))
+    if markdown is not None:
+        text = offpolicy_markdown(result).encode("utf-8")
+        _write(markdown, "--markdown", lambda p: write_bytes_atomic(p, text))
+    if json_output:
+        console.print_json(result.to_dict())
+    else:
+        console.out.print(render_offpolicy(result))
+    if result.exit_code:
+        raise typer.Exit(int(result.exit_code))
+
+
+def render_offpolicy(result: OffPolicyReport) -> Group:
+    """Render an estimate: the metrics with their evidence, diagnostics, checks, decision."""
+    from rich.console import Group, RenderableType
+    from rich.table import Table
+    from rich.text import Text
+
+    from recsim_cli.experiment.markdown import format_number, format_p, relative_lift
+    from recsim_cli.times import format_ts
+
+    analysis = result.result
+    c, t = analysis.settings.control, analysis.settings.treatment
+    start, end = result.window
+    counts = result.counts
+    level = f"{100 * (1 - analysis.settings.alpha):g}% CI"
+    parts: list[RenderableType] = [
+        Text(
+            f"recsim abtest (estimated from logs): {t} (treatment) vs {c} (control), "
+            f"{result.estimator} estimator, {result.design} design; window {format_ts(start)} "
+            f"to {format_ts(end)}: {counts['users']:,} users, {counts['sessions']:,} sessions, "
+            f"{counts['impressions']:,} impressions",
+            style="bold",
+        )
+    ]
+    table = Table(title="metrics", title_justify="left")
+    for column in ("metric", "evidence", c, t, f"lift ({level})", "p", "verdict"):
+        table.add_column(column, overflow="fold")
+    for m in analysis.metrics:
+        table.add_row(
+            m.metric + ("" if m.role == "primary" else f" ({m.role})"),
+            m.evidence or "-",
+            format_number(m.control.estimate),
+            format_number(m.treatment.estimate),
+            relative_lift(m),
+            format_p(m.adjusted_p_value if m.adjusted_p_value is not None else m.p_value),
+            result.verdict_of(m),
+        )
+    parts.append(table)
+    weights = Table(title="importance weights", title_justify="left")
+    for column in ("arm", "ESS", "non-zero", "max", "mean (95% CI)", "unlogged items"):
+        weights.add_column(column)
+    for label, d in result.diagnostics.items():
+        if d is None:
+            continue
+        lo, hi = d.mean_weight_ci
+        weights.add_row(
+            label,
+            f"{d.effective_sample_size:,.0f}",
+            f"{100 * d.nonzero_share:.2f}%",
+            format_number(d.max_weight),
+            f"{d.mean_weight:.3f} ({lo:.3f} to {hi:.3f})",
+            f"{100 * d.unlogged_share:.1f}%",
+        )
+    if weights.row_count:
+        parts.append(weights)
+    parts.append(Text("Health checks:", style="bold"))
+    for check in analysis.health:
+        mark, style = ("✓", "green") if check.passed else ("✗", "red")
+        parts.append(Text(f"  {mark} {check.detail}", style=style))
+    for warning in result.warnings:
+        parts.append(Text(f"Warning: {warning}", style="yellow"))
+    parts.append(
+        Text(
+            "Evidence: off-policy numbers reweight logged impressions; model-based numbers come "
+            "from a session model fit on the logs before the window and cannot make a gate ship.",
+            style="dim",
+        )
+    )
+    if result.decision is None:
+        parts.append(Text("No gate given (--gate): results only, exit 0.", style="bold"))
+    else:
+        verdict = result.decision.verdict.replace("_", " ")
+        style = "green" if result.decision.verdict == "ship" else "red"
+        evidence = f", {result.decision.evidence} evidence" if result.decision.evidence else ""
+        parts.append(
+            Text(
+                f"Decision: {verdict} (exit {int(result.exit_code)}{evidence})",
+                style=f"bold {style}",
+            )
         )
         parts += [Text(f"  - {reason}") for reason in result.decision.reasons]
     return Group(*parts)

@@ -81,8 +81,24 @@ class Fingerprint:
         }
 
 
+class GatedReport:
+    """What every A/B-test report shares: its analysis, the gate's decision, its exit code."""
+
+    result: ExperimentResult
+    decision: Decision | None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """The gate's exit code (0, 1, 3 or 4); 0 when no gate was given."""
+        return ExitCode.OK if self.decision is None else self.decision.exit_code
+
+    def verdict_of(self, metric: MetricResult) -> str:
+        """Return a short verdict of one metric: the gate's outcome, else by its p-value."""
+        return verdict_label(self.decision, self.result.settings.alpha, metric)
+
+
 @dataclass(frozen=True)
-class AbTestReport:
+class AbTestReport(GatedReport):
     """An analysed logged experiment, and the gate's decision when a gate was given."""
 
     fingerprint: Fingerprint
@@ -93,21 +109,6 @@ class AbTestReport:
     seed: int
     pre_days: int
     warnings: tuple[str, ...]
-
-    @property
-    def exit_code(self) -> ExitCode:
-        """The gate's exit code (0, 1, 3 or 4); 0 when no gate was given."""
-        return ExitCode.OK if self.decision is None else self.decision.exit_code
-
-    def verdict_of(self, metric: MetricResult) -> str:
-        """Return a short verdict of one metric: the gate's outcome, else by its p-value."""
-        if self.decision is not None:
-            if self.decision.verdict == "invalid":
-                return "not judged (invalid)"
-            for verdict in self.decision.metrics:
-                if verdict.metric == metric.metric:
-                    return OUTCOME_LABELS[verdict.outcome]
-        return significance_label(metric, self.result.settings.alpha)
 
     def to_dict(self) -> dict[str, Any]:
         """Return every number, method and input of the report as JSON-ready values."""
@@ -132,6 +133,7 @@ class AbTestReport:
 
 OUTCOME_LABELS = {
     "better": "better",
+    "better_model_based": "better (model-based: cannot ship)",
     "worse": "worse",
     "no_change": "no significant change",
     "within": "within margin",
@@ -139,6 +141,17 @@ OUTCOME_LABELS = {
     "unknown": "margin not shown",
     "undefined": "undefined",
 }
+
+
+def verdict_label(decision: Decision | None, alpha: float, metric: MetricResult) -> str:
+    """Return a short verdict of one metric: the gate's outcome, else by its p-value."""
+    if decision is not None:
+        if decision.verdict == "invalid":
+            return "not judged (invalid)"
+        for verdict in decision.metrics:
+            if verdict.metric == metric.metric:
+                return OUTCOME_LABELS[verdict.outcome]
+    return significance_label(metric, alpha)
 
 
 def significance_label(metric: MetricResult, alpha: float) -> str:
@@ -163,7 +176,7 @@ class PreparedExperiment:
     warnings: tuple[str, ...] = field(default=())
 
 
-def _resolve_options(
+def resolve_options(
     gate: Gate | None,
     *,
     metrics: Sequence[str] | None,
@@ -172,6 +185,7 @@ def _resolve_options(
     split: Sequence[float] | None,
     correction: str | None,
     relative_ci: str | None,
+    default_metrics: Sequence[str] = DEFAULT_METRICS,
 ) -> dict[str, Any]:
     """Return the ``analyse`` options: the gate's, or the user's over the defaults."""
     given: dict[str, Any] = {
@@ -183,6 +197,8 @@ def _resolve_options(
     }
     if gate is None:
         options = {k: DEFAULTS[k] if v is None else v for k, v in given.items()}
+        if metrics is None:
+            options["metrics"] = list(default_metrics)
         options["alpha"] = DEFAULTS["alpha"] if alpha is None else alpha
         return options
     options = gate.analysis_options()
@@ -241,7 +257,7 @@ def prepare_experiment(
     if cuped and pre_days < 1:
         raise ConfigError("CUPED needs a pre-period: give pre_days (--pre-days) of 1 or more.")
     the_gate = load_gate(gate) if isinstance(gate, Path | str) else gate
-    options = _resolve_options(
+    options = resolve_options(
         the_gate,
         metrics=metrics,
         guardrails=guardrails,
@@ -359,6 +375,9 @@ def run_logged_abtest(
         bootstrap=bootstrap,
         winsorize_at=winsorize,
         rng=rng,
+        evidence=dict.fromkeys(
+            [*prepared.options["metrics"], *prepared.options["guardrails"]], "online"
+        ),
         **prepared.options,
     )
     progress("abtest", 2, 3)

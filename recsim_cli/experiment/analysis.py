@@ -11,7 +11,7 @@ reads no file, and raises only errors from ``recsim_cli.errors``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -30,7 +30,7 @@ from recsim_cli.experiment.health import (
     check_one_arm_per_user,
     check_sample_ratio,
 )
-from recsim_cli.experiment.metrics import MetricDef, resolve_metric
+from recsim_cli.experiment.metrics import Evidence, MetricDef, resolve_metric
 from recsim_cli.experiment.multiple import adjust, check_correction
 from recsim_cli.experiment.power import DEFAULT_POWER, minimum_detectable_effect
 from recsim_cli.experiment.results import (
@@ -107,6 +107,8 @@ def analyse(
     winsorize_at: float | None = None,
     bootstrap: int = 0,
     rng: np.random.Generator | None = None,
+    evidence: Mapping[str, Evidence] | None = None,
+    checks: Sequence[HealthCheck] = (),
 ) -> ExperimentResult:
     """Compare ``treatment`` with ``control`` on every metric of a sufficient-statistics frame.
 
@@ -114,7 +116,10 @@ def analyse(
     ``correction``); ``guardrails`` are analysed alike but not adjusted. See
     ``docs/statistics.md`` for every formula. ``bootstrap > 0`` adds a
     Poisson-bootstrap cross-check drawn from ``rng``; ``winsorize_at`` (e.g.
-    0.999) caps extreme users first.
+    0.999) caps extreme users first. ``evidence`` records, per metric name,
+    what its numbers rest on (the gate will not ship on model-based evidence);
+    ``checks`` are the caller's own health checks (e.g. off-policy weight
+    diagnostics), kept with the engine's.
     """
     resolved = _resolve(metrics, guardrails)
     the_design = check_design(design)
@@ -163,7 +168,7 @@ def analyse(
         winsorize=winsorize_at,
         bootstrap_resamples=bootstrap,
     )
-    health: list[HealthCheck] = []
+    health: list[HealthCheck] = list(checks)
     if the_design == "split":
         health.append(check_sample_ratio(data.n_control, data.n_treatment, shares))
     health.append(
@@ -229,6 +234,7 @@ def analyse(
                 boot=boot,
                 winsor=winsor,
                 distribution=the_distribution,
+                evidence=None if evidence is None else evidence.get(definition.name),
             )
         )
     return ExperimentResult(
@@ -318,6 +324,7 @@ def _metric_result(
     boot: BootstrapResult | None,
     winsor: WinsorSummary | None,
     distribution: str,
+    evidence: Evidence | None = None,
 ) -> MetricResult:
     control_estimate = float(comp.control)
     mde = float(minimum_detectable_effect(comp.se, settings.alpha, settings.power))
@@ -389,4 +396,5 @@ def _metric_result(
         cuped=cuped,
         bootstrap=boot,
         winsorized=winsor,
+        evidence=evidence,
     )

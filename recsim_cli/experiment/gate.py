@@ -45,7 +45,13 @@ from typing import Any, Literal
 from recsim_cli.errors import ConfigError, ExitCode, InputFileError
 from recsim_cli.experiment.effects import RELATIVE_METHODS
 from recsim_cli.experiment.health import DEFAULT_MIN_USERS
-from recsim_cli.experiment.metrics import DIRECTIONS, METRICS, Direction
+from recsim_cli.experiment.metrics import (
+    DIRECTIONS,
+    METRICS,
+    Direction,
+    Evidence,
+    weakest_evidence,
+)
 from recsim_cli.experiment.multiple import CORRECTION_NAMES
 from recsim_cli.experiment.power import DEFAULT_POWER
 from recsim_cli.experiment.results import ExperimentResult
@@ -62,6 +68,7 @@ TOP_KEYS = (
     "alpha",
     "correction",
     "guardrail",
+    "min_effective_sample_size",
     "min_users_per_arm",
     "power",
     "primary",
@@ -69,6 +76,8 @@ TOP_KEYS = (
     "split",
 )
 PRIMARY_KEYS = ("better", "mde", "metric")
+# Off-policy estimates with fewer effective samples than this are invalid (exit 4).
+DEFAULT_MIN_ESS = 500
 GUARDRAIL_KEYS = ("better", "margin", "metric")
 
 
@@ -117,6 +126,7 @@ class Gate:
     power: float = DEFAULT_POWER
     correction: str = "holm"
     relative_ci: str = "fieller"
+    min_effective_sample_size: int = DEFAULT_MIN_ESS  # off-policy estimates only
     source: str = field(default="gate", compare=False)
 
     def __post_init__(self) -> None:
@@ -154,6 +164,7 @@ class Gate:
             "power": self.power,
             "correction": self.correction,
             "relative_ci": self.relative_ci,
+            "min_effective_sample_size": self.min_effective_sample_size,
             "primary": [p.to_dict() for p in self.primary],
             "guardrail": [g.to_dict() for g in self.guardrail],
         }
@@ -163,7 +174,15 @@ class Gate:
         data = self.to_dict()
         lines = [
             f"{key} = {_toml_value(data[key])}"
-            for key in ("alpha", "split", "min_users_per_arm", "power", "correction", "relative_ci")
+            for key in (
+                "alpha",
+                "split",
+                "min_users_per_arm",
+                "power",
+                "correction",
+                "relative_ci",
+                "min_effective_sample_size",
+            )
         ]
         for table in ("primary", "guardrail"):
             for entry in data[table]:
@@ -204,6 +223,11 @@ def _validate(data: Mapping[str, Any], src: str) -> None:
     users = data.get("min_users_per_arm", DEFAULT_MIN_USERS)
     if isinstance(users, bool) or not isinstance(users, int) or users < 2:
         raise ConfigError(f"{src}: min_users_per_arm must be an integer >= 2; got {users!r}.")
+    ess = data.get("min_effective_sample_size", DEFAULT_MIN_ESS)
+    if isinstance(ess, bool) or not isinstance(ess, int) or ess < 1:
+        raise ConfigError(
+            f"{src}: min_effective_sample_size must be an integer >= 1, e.g. 500; got {ess!r}."
+        )
     power = data.get("power", DEFAULT_POWER)
     if not _is_number(power) or not 0 < power < 1:
         raise ConfigError(f"{src}: power must be a number in (0, 1), e.g. 0.8; got {power!r}.")
@@ -297,6 +321,7 @@ def parse_gate(data: Mapping[str, Any], source: str = "gate") -> Gate:
         power=float(data.get("power", DEFAULT_POWER)),
         correction=str(data.get("correction", "holm")),
         relative_ci=str(data.get("relative_ci", "fieller")),
+        min_effective_sample_size=int(data.get("min_effective_sample_size", DEFAULT_MIN_ESS)),
         source=source,
     )
 
@@ -336,6 +361,8 @@ class Decision:
     verdict: Verdict
     reasons: tuple[str, ...]
     metrics: tuple[MetricVerdict, ...] = ()
+    # A ship's evidence: the weakest of the primaries that shipped it (online > off-policy).
+    evidence: Evidence | None = None
 
     @property
     def exit_code(self) -> ExitCode:
@@ -349,6 +376,7 @@ class Decision:
             "exit_code": int(self.exit_code),
             "reasons": list(self.reasons),
             "metrics": [m.to_dict() for m in self.metrics],
+            "evidence": self.evidence,
         }
 
 
@@ -408,6 +436,13 @@ def decide(result: ExperimentResult, gate: Gate) -> Decision:
         return Decision("no_ship", tuple(v.reason for v in bad), verdicts)
     if any(v.outcome == "better" for v in primaries) and all(v.outcome == "within" for v in guards):
         good = [v for v in verdicts if v.outcome in ("better", "within")]
-        return Decision("ship", tuple(v.reason for v in good), verdicts)
-    open_ = [v for v in verdicts if v.outcome in ("no_change", "unknown", "undefined")]
+        evidence = [
+            result.metric(v.metric).evidence or "online" for v in primaries if v.outcome == "better"
+        ]
+        return Decision("ship", tuple(v.reason for v in good), verdicts, weakest_evidence(evidence))
+    open_ = [
+        v
+        for v in verdicts
+        if v.outcome in ("no_change", "better_model_based", "unknown", "undefined")
+    ]
     return Decision("inconclusive", tuple(v.reason for v in open_), verdicts)

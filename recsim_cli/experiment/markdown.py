@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 
 from recsim_cli import __version__
-from recsim_cli.experiment.abtest import AbTestReport
+from recsim_cli.experiment.abtest import AbTestReport, Fingerprint
+from recsim_cli.experiment.offpolicy_abtest import OffPolicyReport
 from recsim_cli.experiment.plan import AbTestPlan
 from recsim_cli.experiment.results import MetricResult
 from recsim_cli.times import format_ts
@@ -73,6 +74,18 @@ def _title(report: AbTestReport) -> str:
     return f"## recsim abtest: {name}: {VERDICT_ICONS[verdict]} **{verdict.replace('_', ' ')}**"
 
 
+def _inputs_footer(fingerprint: Fingerprint) -> list[str]:
+    """The last lines of the inputs block: the dataset and its sources, the version."""
+    sources = ", ".join(f"{f} `{h[:12]}`" for _, f, h in fingerprint.sources)
+    return [
+        f"- dataset `{_cell(fingerprint.data)}` version {fingerprint.version}: {sources}",
+        f"- recsim {__version__}",
+        "",
+        "</details>",
+        "",
+    ]
+
+
 def abtest_markdown(report: AbTestReport) -> str:
     """Return a Markdown summary: decision and reasons, a table of metrics, checks, inputs."""
     result, counts = report.result, report.logged
@@ -115,7 +128,6 @@ def abtest_markdown(report: AbTestReport) -> str:
     if report.warnings:
         lines += ["", "**Warnings:**", *(f"- {_cell(w)}" for w in report.warnings)]
     end = format_ts(counts.end) or f"{format_ts(counts.last_event)} (last event)"
-    sources = ", ".join(f"{f} `{h[:12]}`" for _, f, h in report.fingerprint.sources)
     cuped = f"CUPED on ({report.pre_days} pre-period days)" if settings.cuped else "CUPED off"
     lines += [
         "",
@@ -128,12 +140,7 @@ def abtest_markdown(report: AbTestReport) -> str:
         f"- {settings.design} design, {result.metrics[0].test} test, {settings.relative_method} "
         f"relative CI, {settings.correction} correction, alpha {settings.alpha:g}, {cuped}, "
         f"seed {report.seed}",
-        f"- dataset `{_cell(report.fingerprint.data)}` version {report.fingerprint.version}: "
-        f"{sources}",
-        f"- recsim {__version__}",
-        "",
-        "</details>",
-        "",
+        *_inputs_footer(report.fingerprint),
     ]
     return "\n".join(lines)
 
@@ -162,3 +169,91 @@ def plan_markdown(plan: AbTestPlan) -> str:
         ]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join([*lines, ""])
+
+
+def offpolicy_markdown(report: OffPolicyReport) -> str:
+    """Return a Markdown summary of an estimate: decision, metrics with evidence, diagnostics."""
+    result = report.result
+    settings = result.settings
+    c, t = settings.control, settings.treatment
+    level = f"{100 * (1 - settings.alpha):g}%"
+    name = f"`{_cell(t)}` vs `{_cell(c)}` (estimated from logs)"
+    if report.decision is None:
+        lines = [f"## recsim abtest: {name}: results (no gate)", ""]
+        lines.append(
+            "No gate was given (`--gate`): these are results only, and the exit code is 0."
+        )
+    else:
+        verdict = report.decision.verdict
+        lines = [
+            f"## recsim abtest: {name}: {VERDICT_ICONS[verdict]} **{verdict.replace('_', ' ')}**",
+            "",
+        ]
+        gate = report.gate.source if report.gate is not None else "gate"
+        evidence = report.decision.evidence
+        lines.append(
+            f"Decision of `{_cell(gate)}`: **{verdict.replace('_', ' ')}** "
+            f"(exit {int(report.exit_code)})"
+            + (f", on **{evidence}** evidence." if evidence else ".")
+        )
+        lines += ["", *(f"- {_cell(reason)}" for reason in report.decision.reasons)]
+    lines += [
+        "",
+        f"| metric | role | evidence | {_cell(c)} | {_cell(t)} | relative lift ({level} CI) "
+        "| p | adjusted p | verdict |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for m in result.metrics:
+        cells = [
+            m.label,
+            m.role,
+            m.evidence or "-",
+            format_number(m.control.estimate),
+            format_number(m.treatment.estimate),
+            relative_lift(m),
+            format_p(m.p_value),
+            format_p(m.adjusted_p_value),
+            report.verdict_of(m),
+        ]
+        lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
+    lines += [
+        "",
+        "Off-policy numbers reweight the logged impressions; model-based numbers come from a "
+        "session model fit on the logs before the window, and cannot make the gate ship.",
+    ]
+    diagnostics = [(arm, d) for arm, d in report.diagnostics.items() if d is not None]
+    if diagnostics:
+        lines += [
+            "",
+            "| arm | effective sample size | non-zero weights | max weight | mean weight (95% CI) "
+            "| unlogged items |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for arm, d in diagnostics:
+            lo, hi = d.mean_weight_ci
+            lines.append(
+                f"| {_cell(arm)} | {d.effective_sample_size:,.0f} | "
+                f"{100 * d.nonzero_share:.2f}% | {format_number(d.max_weight)} | "
+                f"{d.mean_weight:.3f} ({lo:.3f} to {hi:.3f}) | {100 * d.unlogged_share:.1f}% |"
+            )
+    failed = result.failed_checks
+    lines += ["", f"**Health checks:** {'all passed' if not failed else f'{len(failed)} failed'}."]
+    lines += [f"- {'✅' if x.passed else '❌'} {_cell(x.detail)}" for x in result.health]
+    if report.warnings:
+        lines += ["", "**Warnings:**", *(f"- {_cell(w)}" for w in report.warnings)]
+    start, end = report.window
+    counts = report.counts
+    lines += [
+        "",
+        "<details><summary>Inputs and methods</summary>",
+        "",
+        f"- arms: control `{_cell(report.control.spec)}` ({report.control.kind}), treatment "
+        f"`{_cell(report.treatment.spec)}` ({report.treatment.kind})",
+        f"- window: {format_ts(start)} to {format_ts(end)}; {counts['users']:,} users, "
+        f"{counts['sessions']:,} sessions, {counts['impressions']:,} impressions",
+        f"- {report.estimator} estimator, {settings.design} design, {settings.relative_method} "
+        f"relative CI, {settings.correction} correction, alpha {settings.alpha:g}, "
+        f"seed {report.seed}",
+        *_inputs_footer(report.fingerprint),
+    ]
+    return "\n".join(lines)

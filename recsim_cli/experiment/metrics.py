@@ -13,7 +13,7 @@ Later work registers its own metrics with :func:`register_metric`, or passes a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,6 +21,16 @@ from recsim_cli.errors import ConfigError, UnknownNameError
 
 Direction = Literal["higher", "lower"]
 DIRECTIONS: tuple[Direction, ...] = ("higher", "lower")
+# What a metric's numbers rest on: a logged A/B test, reweighted logs of another
+# policy, or a fitted model of user behaviour (docs/offpolicy.md). Strongest first.
+Evidence = Literal["online", "off-policy", "model-based"]
+EVIDENCE: tuple[Evidence, ...] = ("online", "off-policy", "model-based")
+
+
+def weakest_evidence(levels: Iterable[Evidence]) -> Evidence | None:
+    """Return the weakest of ``levels`` (model-based < off-policy < online), None if empty."""
+    ranks = [EVIDENCE.index(level) for level in levels]
+    return EVIDENCE[max(ranks)] if ranks else None
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,49 @@ METRICS = MetricRegistry(
             description="videos watched per session, over each arm's users",
             numerator="videos watched",
             denominator="sessions",
+        ),
+        MetricDef(
+            name="slates_per_session",
+            label="Slates per session",
+            description="slates (pages of recommendations) shown per session",
+            numerator="slates",
+            denominator="sessions",
+        ),
+        # Per-slate metrics: what off-policy estimators reach without a session model.
+        MetricDef(
+            name="first_slate_ctr",
+            label="First-slate CTR",
+            description="clicks per impression on the first slate of a session (the homepage)",
+            numerator="clicks on first slates",
+            denominator="impressions on first slates",
+        ),
+        MetricDef(
+            name="first_slate_clicks",
+            label="Clicks per first slate",
+            description="clicks on the first slate of a session, per session",
+            numerator="clicks on first slates",
+            denominator="first slates",
+        ),
+        MetricDef(
+            name="first_slate_watch_time",
+            label="Watch time per first slate",
+            description="watch time from the first slate of a session, per session",
+            numerator="watch time from first slates",
+            denominator="first slates",
+        ),
+        MetricDef(
+            name="slate_ctr",
+            label="Slate CTR",
+            description="clicks per impression over every slate of the logged sessions",
+            numerator="clicks",
+            denominator="impressions",
+        ),
+        MetricDef(
+            name="slate_watch_time",
+            label="Watch time per slate",
+            description="watch time per slate over every slate of the logged sessions",
+            numerator="watch time",
+            denominator="slates",
         ),
     )
 )

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from recsim_cli.errors import UnknownNameError
 from recsim_cli.experiment.bootstrap import BootstrapResult
 from recsim_cli.experiment.health import HealthCheck
-from recsim_cli.experiment.metrics import Direction
+from recsim_cli.experiment.metrics import Direction, Evidence
 
 FORMAT_VERSION = 1
 Role = Literal["primary", "guardrail"]
@@ -122,6 +122,7 @@ class MetricResult:
     cuped: CupedSummary | None = None
     bootstrap: BootstrapResult | None = None
     winsorized: WinsorSummary | None = None
+    evidence: Evidence | None = None  # what the numbers rest on; None when the caller did not say
 
     @property
     def var_control(self) -> float:
@@ -162,6 +163,7 @@ class MetricResult:
             "cuped": None if self.cuped is None else self.cuped.to_dict(),
             "bootstrap": None if self.bootstrap is None else self.bootstrap.to_dict(),
             "winsorized": None if self.winsorized is None else self.winsorized.to_dict(),
+            "evidence": self.evidence,
         }
 
 

@@ -35,6 +35,7 @@ from recsim_cli.io import write_bytes_atomic
 from recsim_cli.rng import spawn_generators
 
 NAIVE = "naive binomial (ctr)"
+OFFPOLICY_SECTION = "## Off-policy estimates against the truth"  # validate_offpolicy.SECTION
 
 
 @dataclass(frozen=True)
@@ -287,7 +288,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"--bootstrap-runs {args.bootstrap_runs} --seed {args.seed}`); "
             "docs/statistics.md explains them.\n\n"
         )
-        write_bytes_atomic(Path(args.out), (header + report).encode())
+        # Keep the off-policy section (``validate_offpolicy`` writes it) when there is one.
+        path = Path(args.out)
+        old = path.read_text(encoding="utf-8") if path.exists() else ""
+        kept = (
+            OFFPOLICY_SECTION + old.split(OFFPOLICY_SECTION, 1)[1]
+            if OFFPOLICY_SECTION in old
+            else ""
+        )
+        write_bytes_atomic(path, (header + report + ("\n" + kept if kept else "")).encode())
     return 0
 
 

@@ -24,13 +24,25 @@ if TYPE_CHECKING:  # gate.py imports this module; the types are only annotations
     from recsim_cli.experiment.gate import Gate, GuardrailSpec, PrimarySpec
 
 
+Outcome = Literal[
+    "better",
+    "better_model_based",
+    "worse",
+    "no_change",
+    "within",
+    "beyond",
+    "unknown",
+    "undefined",
+]
+
+
 @dataclass(frozen=True)
 class MetricVerdict:
     """How one metric of the gate came out, with the sentence that says so."""
 
     metric: str
     role: Literal["primary", "guardrail"]
-    outcome: Literal["better", "worse", "no_change", "within", "beyond", "unknown", "undefined"]
+    outcome: Outcome
     reason: str
     lower: float | None = None  # guardrails: one-sided (1 - alpha) bounds of the relative change
     upper: float | None = None
@@ -74,13 +86,19 @@ def judge_primary(m: MetricResult, spec: PrimarySpec, gate: Gate) -> MetricVerdi
     improved = m.difference > 0 if spec.better == "higher" else m.difference < 0
     if adjusted <= gate.alpha:
         outcome: Literal["better", "worse"] = "better" if improved else "worse"
-        return MetricVerdict(
-            m.metric,
-            "primary",
-            outcome,
+        reason = (
             f"{m.metric} is significantly {outcome}: {_effect(m, gate.alpha)}, "
-            f"{pvalue} <= {gate.alpha:g}.",
+            f"{pvalue} <= {gate.alpha:g}"
         )
+        if outcome == "better" and m.evidence == "model-based":
+            return MetricVerdict(
+                m.metric,
+                "primary",
+                "better_model_based",
+                f"{reason}, but its evidence is model-based, which cannot ship: make it a "
+                "guardrail, or gate on an off-policy or online metric.",
+            )
+        return MetricVerdict(m.metric, "primary", outcome, reason + ".")
     # Plan at alpha / m, the level Holm's first step (and Bonferroni) needs.
     plan_alpha = gate.alpha / max(1, len(gate.primary))
     target = spec.mde

@@ -1,0 +1,474 @@
+"""Off-policy estimators of per-slate metrics, each ending in per-user sums.
+
+A logged impression ``i`` shows item ``x_i`` at position ``p`` of slate ``k``
+of a session (the slot ``s = (k, p)``), with the logging policy's propensity
+``pi_b`` and outcomes ``r_i`` (clicked; watch seconds). A target policy is a
+precomputed list per (user, day): slot ``s`` shows its rank ``k S + p``. For a
+deterministic list ``pi_e(x_i | s) = 1[x_i == target item]``, so the
+importance weight is ``w_i = 1[match] / pi_b`` (``--target-epsilon e``
+smooths it to ``(1 - e) w_i + e``: the target becomes a mixture with the
+logging policy). Each estimator turns every impression into a *pseudo
+outcome* ``y_i`` whose per-user sums are the user's estimated clicks or watch
+time on the target's slates:
+
+* ``ips``: ``y_i = w_i r_i`` (Horvitz-Thompson; Li et al. 2011).
+* ``snips`` (and ``replay``): self-normalised per slot,
+  ``theta_s = sum_s w r / sum_s w``; the linearised pseudo outcome
+  ``y_i = theta_s + (N_s / B_s) w_i (r_i - theta_s)``, with ``N_s`` the slot's
+  impressions and ``B_s`` its weight sum, sums to ``sum_s N_s theta_s`` over
+  all users, and its per-user sums carry the ratio's delta-method variance
+  into the engine (Swaminathan & Joachims 2015). ``replay`` uses the weights
+  ``1[accepted] 1[match]``: accepted impressions are the uniformly random
+  ones (the ``explore`` column), or, without it, rejection sampling with
+  probability ``min(pi_b) / pi_b`` (Li et al. 2011).
+* ``dm``: ``y_i = q_i``, the session model's prediction for the target's item
+  in the logged slot's context (Dudik et al. 2011).
+* ``dr``: ``y_i = q_i + w_i (r_i - q_i)``; on a matched impression the logged
+  item is the target's, so one prediction serves both terms (Dudik et al.
+  2011, 2014).
+
+Under the position-based click model (a click at a slot depends on the item
+there, not on its neighbours) and exact propensities, ``ips`` and ``dr`` are
+unbiased for the target's expected clicks at the logged slots, and
+``snips``/``replay`` consistent. Formulas, diagnostics and references:
+docs/offpolicy.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from recsim_cli.errors import ConfigError, InternalError
+
+Estimator = Literal["replay", "ips", "snips", "dm", "dr"]
+ESTIMATORS: tuple[str, ...] = ("auto", "replay", "ips", "snips", "dm", "dr")
+WEIGHTED: tuple[Estimator, ...] = ("replay", "ips", "snips", "dr")
+SELF_NORMALISED: tuple[Estimator, ...] = ("replay", "snips")
+MIN_MEAN_WEIGHT = (
+    0.95  # a mean weight whose CI lies below this: the logs miss what the target shows
+)
+FloatArray = npt.NDArray[np.float64]
+
+# The columns of the impressions frame the estimators read (``prepare_impressions``).
+IMPRESSION_COLUMNS = (
+    "user_id",
+    "session_id",
+    "day",
+    "ts",
+    "device",
+    "slate",
+    "position",
+    "rank",
+    "item_id",
+    "clicked",
+    "watch_s",
+    "propensity",
+    "explore",
+)
+
+
+def resolve_estimator(name: str, *, has_propensity: bool, has_explore: bool) -> Estimator:
+    """Return the estimator ``name`` means for these logs; ``auto`` picks snips or dm.
+
+    Raises ``ConfigError`` when the logs cannot support it: weighting needs
+    propensities, replay needs propensities or the ``explore`` column.
+    """
+    if name not in ESTIMATORS:
+        raise ConfigError(f"--estimator must be one of {', '.join(ESTIMATORS)}; got {name!r}.")
+    if name == "auto":
+        return "snips" if has_propensity else "dm"
+    if name == "replay" and (has_propensity or has_explore):
+        return "replay"
+    if name in WEIGHTED and not has_propensity:
+        extra = " or an explore column" if name == "replay" else ""
+        raise ConfigError(
+            f"--estimator {name} weights impressions by the logging policy's propensities, but "
+            f"the logs in the window have no propensity column values{extra}; log propensities, "
+            "or use --estimator dm (model-based: it cannot make the gate ship)."
+        )
+    return name  # type: ignore[return-value]
+
+
+def prepare_impressions(events: pl.DataFrame) -> tuple[pl.DataFrame, int, int]:
+    """Return the window's impressions with ``day``, ``rank``, and float outcomes; S; slates.
+
+    ``day`` is the UTC date of the session's first event (a session after
+    midnight still sees the lists of the day it started), ``rank`` the slot's
+    0-based rank ``slate * S + position`` with S the largest position + 1.
+    Rows without a slate or position cannot be placed in a list: a
+    ``ConfigError`` says so.
+    """
+    for column in ("slate", "position", "session_id"):
+        if column not in events.columns or events.get_column(column).null_count():
+            raise ConfigError(
+                f"off-policy estimates place each impression in a slate: the events need a "
+                f"{column} on every row in the window (see the data contract in docs/data.md)."
+            )
+    slate_size = int(events.get_column("position").max()) + 1  # type: ignore[arg-type]
+    max_slates = int(events.get_column("slate").max()) + 1  # type: ignore[arg-type]
+    optional = {
+        "device": pl.lit(None, dtype=pl.String),
+        "propensity": pl.lit(None, dtype=pl.Float64),
+        "explore": pl.lit(None, dtype=pl.Boolean),
+    }
+    frame = events.with_columns(
+        [expr.alias(name) for name, expr in optional.items() if name not in events.columns]
+    )
+    frame = frame.with_columns(
+        pl.col("ts").min().over("session_id").dt.date().alias("day"),
+        (pl.col("slate").cast(pl.Int64) * slate_size + pl.col("position"))
+        .cast(pl.Int32)
+        .alias("rank"),
+        pl.col("clicked").cast(pl.Float64),
+        pl.col("watch_time_s").cast(pl.Float64).alias("watch_s"),
+        pl.col("propensity").cast(pl.Float64),
+        pl.col("explore").cast(pl.Boolean),
+        pl.col("slate").cast(pl.Int32),
+        pl.col("position").cast(pl.Int32),
+    ).select(IMPRESSION_COLUMNS)
+    return frame.sort(["user_id", "session_id", "slate", "position"]), slate_size, max_slates
+
+
+def group_lists(lists: pl.DataFrame) -> pl.DataFrame:
+    """Return the lists as one row per (user_id, day) with ``items`` in rank order.
+
+    Ranks must run 0..n-1 within each list (``daily_lists`` output does; a
+    file's gaps are filled with nulls), so an item's index in ``items`` is its rank.
+    """
+    ranked = lists.select("user_id", "day", pl.col("rank").cast(pl.Int32), "item_id")
+    width = int(ranked.get_column("rank").max() or 0) + 1  # type: ignore[arg-type]
+    grouped = ranked.group_by("user_id", "day").agg(
+        pl.col("item_id").sort_by("rank"), pl.col("rank").sort()
+    )
+    gaps = grouped.select((pl.col("rank").list.last() + 1 != pl.col("rank").list.len()).any())
+    if gaps.item():
+        # A file skipped ranks: fill every rank up to the longest list, null where missing.
+        grid = grouped.select("user_id", "day").join(
+            pl.DataFrame({"rank": pl.Series(range(width), dtype=pl.Int32)}), how="cross"
+        )
+        grouped = (
+            grid.join(ranked, on=["user_id", "day", "rank"], how="left")
+            .group_by("user_id", "day")
+            .agg(pl.col("item_id").sort_by("rank"))
+        )
+    return grouped.select("user_id", "day", pl.col("item_id").alias("items"))
+
+
+def attach_targets(impressions: pl.DataFrame, lists: pl.DataFrame) -> pl.Series:
+    """Return, per impression, the item the target's list has at its (user, day, rank); or null.
+
+    ``lists`` are long (user_id, day, rank, item_id) or grouped by
+    :func:`group_lists`; the join is on (user, day), not on every rank.
+    """
+    grouped = lists if "items" in lists.columns else group_lists(lists)
+    joined = impressions.select("user_id", "day", "rank").join(
+        grouped, on=["user_id", "day"], how="left", maintain_order="left"
+    )
+    return joined.select(
+        pl.col("items").list.get(pl.col("rank"), null_on_oob=True).alias("target_item")
+    ).to_series()
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Importance weights of one target against the logs, and what they say about coverage."""
+
+    w: FloatArray  # pi_e / pi_b per impression (0 where the target shows another item)
+    match: npt.NDArray[np.bool_]  # the target shows the logged item at the logged slot
+
+
+def importance_weights(
+    impressions: pl.DataFrame, target: pl.Series | None, *, target_epsilon: float = 0.0
+) -> Weights:
+    """Return ``w = (1 - e) 1[match] / pi_b + e`` per impression; 1 everywhere for ``logged``.
+
+    Impressions without a propensity get weight 0 (counted by the caller).
+    """
+    n = impressions.height
+    if target is None:  # the logging policy itself: pi_e = pi_b
+        return Weights(np.ones(n), np.ones(n, dtype=np.bool_))
+    match = (target == impressions.get_column("item_id")).fill_null(False).to_numpy()
+    pi_b = impressions.get_column("propensity").to_numpy().astype(np.float64)
+    known = np.isfinite(pi_b) & (pi_b > 0)
+    w = np.zeros(n)
+    w[known] = match[known] / pi_b[known]
+    if target_epsilon:
+        w[known] = (1.0 - target_epsilon) * w[known] + target_epsilon
+    return Weights(w, np.asarray(match, dtype=np.bool_))
+
+
+def replay_acceptance(impressions: pl.DataFrame, rng: np.random.Generator) -> FloatArray:
+    """Return 1 for impressions replay may use: explored ones, else a rejection sample.
+
+    With the ``explore`` column, the impressions of uniformly random slates.
+    Without it, each impression is accepted with probability
+    ``min(pi_b) / pi_b`` (the accepted ones are as if logged uniformly).
+    """
+    explore = impressions.get_column("explore")
+    if explore.null_count() < explore.len():
+        return explore.fill_null(False).cast(pl.Float64).to_numpy()
+    pi_b = impressions.get_column("propensity").to_numpy().astype(np.float64)
+    known = np.isfinite(pi_b) & (pi_b > 0)
+    floor = float(pi_b[known].min()) if known.any() else 1.0
+    u = rng.random(len(pi_b))
+    return np.where(known & (u < floor / np.where(known, pi_b, 1.0)), 1.0, 0.0)
+
+
+def self_normalised(y: FloatArray, w: FloatArray, slot: npt.NDArray[np.int64]) -> FloatArray:
+    """Return the per-slot self-normalised pseudo outcomes ``theta_s + (N_s/B_s) w (y - theta_s)``.
+
+    Slots whose weights sum to 0 carry no information about the target: their
+    pseudo outcomes are 0 (``uncovered_slots`` counts them).
+    """
+    n_slots = int(slot.max()) + 1 if len(slot) else 0
+    count = np.bincount(slot, minlength=n_slots).astype(np.float64)
+    weight = np.bincount(slot, weights=w, minlength=n_slots)
+    weighted = np.bincount(slot, weights=w * y, minlength=n_slots)
+    covered = weight > 0
+    theta = np.divide(weighted, weight, out=np.zeros(n_slots), where=covered)
+    scale = np.divide(count, weight, out=np.zeros(n_slots), where=covered)
+    return np.where(covered[slot], theta[slot] + scale[slot] * w * (y - theta[slot]), 0.0)
+
+
+def pseudo_outcomes(
+    estimator: Estimator,
+    y: FloatArray,
+    *,
+    w: FloatArray,
+    slot: npt.NDArray[np.int64],
+    q: FloatArray | None = None,
+) -> FloatArray:
+    """Return each impression's pseudo outcome under ``estimator`` (see the module docstring)."""
+    if estimator == "ips":
+        return w * y
+    if estimator in SELF_NORMALISED:
+        return self_normalised(y, w, slot)
+    if q is None:
+        raise InternalError(f"the {estimator} estimator needs the session model's predictions.")
+    if estimator == "dm":
+        return q
+    return q + w * (y - q)
+
+
+@dataclass(frozen=True)
+class WeightDiagnostics:
+    """How well the logs cover a target: weights, effective sample size, uncovered slots."""
+
+    impressions: int
+    effective_sample_size: float  # (sum w)^2 / sum w^2
+    nonzero_share: float
+    max_weight: float
+    mean_weight: float
+    mean_weight_ci: tuple[float, float]  # 95%, users as clusters (delta method)
+    unlogged_share: float  # target items at logged slots that nobody was shown that day
+    missing_share: float  # logged slots where the target's list has no item
+    uncovered_slots: int  # self-normalised estimators: slots with no weight at all
+    without_propensity: int  # impressions whose propensity is missing (weight 0)
+
+    @property
+    def coverage_ok(self) -> bool:
+        """False when the mean weight's CI lies entirely below ``MIN_MEAN_WEIGHT``."""
+        return not self.mean_weight_ci[1] < MIN_MEAN_WEIGHT
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the diagnostics as JSON-ready values."""
+
+        def clean(x: float) -> float | None:
+            return x if math.isfinite(x) else None
+
+        return {
+            "impressions": self.impressions,
+            "effective_sample_size": clean(self.effective_sample_size),
+            "nonzero_share": clean(self.nonzero_share),
+            "max_weight": clean(self.max_weight),
+            "mean_weight": clean(self.mean_weight),
+            "mean_weight_ci": [clean(self.mean_weight_ci[0]), clean(self.mean_weight_ci[1])],
+            "unlogged_share": clean(self.unlogged_share),
+            "missing_share": clean(self.missing_share),
+            "uncovered_slots": self.uncovered_slots,
+            "without_propensity": self.without_propensity,
+        }
+
+
+def weight_diagnostics(
+    impressions: pl.DataFrame,
+    target: pl.Series | None,
+    w: FloatArray,
+    *,
+    effective: FloatArray | None = None,
+    slot: npt.NDArray[np.int64] | None = None,
+) -> WeightDiagnostics:
+    """Summarise the weights ``w`` of a target; ``effective`` are the weights actually used.
+
+    The mean weight estimates the share of the target's slots the logging
+    policy could have shown (``E_b[w] = P_e(pi_b > 0)``); its CI treats users
+    as clusters. ``unlogged_share`` is the share of the target's items at the
+    logged slots that no user was shown that day: items outside the logging
+    policy's reach, which would silently count as no click.
+    """
+    n = len(w)
+    used = w if effective is None else effective
+    total, squares = float(used.sum()), float((used**2).sum())
+    user = impressions.get_column("user_id")
+    codes = user.cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+    per_user = np.bincount(codes, weights=w)
+    count = np.bincount(codes).astype(np.float64)
+    mean = float(w.sum() / n) if n else math.nan
+    users = int((count > 0).sum())
+    if users > 1:
+        resid = per_user - mean * count
+        se = math.sqrt(float((resid**2).sum()) * users / (users - 1)) / float(count.sum())
+    else:
+        se = math.nan
+    unlogged = missing = 0.0
+    if target is not None and n:
+        shown = impressions.select("day", "item_id").unique()
+        probe = impressions.select("day").with_columns(target.alias("item_id"))
+        seen = probe.join(
+            shown.with_columns(pl.lit(True).alias("seen")),
+            on=["day", "item_id"],
+            how="left",
+            maintain_order="left",
+        ).get_column("seen")
+        missing = float(target.is_null().sum()) / n
+        unlogged = float((target.is_not_null() & seen.is_null()).sum()) / n
+    uncovered = 0
+    if slot is not None and effective is not None and len(slot):
+        mass = np.bincount(slot, weights=effective)
+        present = np.bincount(slot) > 0
+        uncovered = int((present & (mass <= 0)).sum())
+    propensity = impressions.get_column("propensity")
+    return WeightDiagnostics(
+        impressions=n,
+        effective_sample_size=total**2 / squares if squares > 0 else 0.0,
+        nonzero_share=float((used > 0).mean()) if n else math.nan,
+        max_weight=float(used.max()) if n else math.nan,
+        mean_weight=mean,
+        mean_weight_ci=(mean - 1.96 * se, mean + 1.96 * se),
+        unlogged_share=unlogged,
+        missing_share=missing,
+        uncovered_slots=uncovered,
+        without_propensity=int(propensity.null_count()) if target is not None else 0,
+    )
+
+
+# -- per-user sums ------------------------------------------------------------------------
+
+SLATE_SUMS = (
+    "first_clicks",
+    "first_watch_s",
+    "first_impressions",
+    "first_slates",
+    "clicks",
+    "watch_s",
+    "impressions",
+    "slates",
+)
+
+
+def _runs(*keys: pl.Series) -> npt.NDArray[np.int64]:
+    """Start offsets of the runs of equal consecutive keys (the frame is sorted by them)."""
+    n = len(keys[0])
+    change = np.zeros(n, dtype=np.bool_)
+    if n:
+        change[0] = True
+    for key in keys:
+        values = key.to_physical().to_numpy() if key.dtype != pl.String else None
+        if values is None:
+            same = (key.slice(1) == key.slice(0, n - 1)).fill_null(False).to_numpy()
+        else:
+            same = values[1:] == values[:-1]
+        change[1:] |= ~same
+    return np.flatnonzero(change).astype(np.int64)
+
+
+def slate_sums(impressions: pl.DataFrame, clicks: FloatArray, watch: FloatArray) -> pl.DataFrame:
+    """Sum pseudo outcomes per logged slate (user_id, session_id, slate): clicks, watch_s, n.
+
+    ``impressions`` are sorted by user, session and slate (``prepare_impressions``),
+    so each slate is a run of rows, summed in row order with ``np.add.reduceat``:
+    the same inputs give the same bits, whatever the thread count.
+    """
+    starts = _runs(
+        impressions.get_column("user_id"),
+        impressions.get_column("session_id"),
+        impressions.get_column("slate"),
+    )
+    if not len(starts):
+        return pl.DataFrame(
+            schema={
+                "user_id": pl.String,
+                "session_id": pl.String,
+                "slate": pl.Int32,
+                "clicks": pl.Float64,
+                "watch_s": pl.Float64,
+                "impressions": pl.Float64,
+            }
+        )
+    counts = np.diff(np.append(starts, impressions.height)).astype(np.float64)
+    keys = impressions.select("user_id", "session_id", "slate")[starts]
+    return keys.with_columns(
+        pl.Series("clicks", np.add.reduceat(np.asarray(clicks, dtype=np.float64), starts)),
+        pl.Series("watch_s", np.add.reduceat(np.asarray(watch, dtype=np.float64), starts)),
+        pl.Series("impressions", counts),
+    )
+
+
+def sum_runs(frame: pl.DataFrame, keys: list[str], columns: dict[str, pl.Expr]) -> pl.DataFrame:
+    """Sum each of ``columns`` over runs of equal ``keys`` of a frame sorted by them.
+
+    The sums run in row order (``np.add.reduceat``), so they do not depend on
+    threads; returns the keys of each run and one Float64 column per name.
+    """
+    starts = _runs(*(frame.get_column(k) for k in keys))
+    out = frame.select(keys)[starts] if len(starts) else frame.select(keys).clear()
+    values = frame.select(**columns)
+    return out.with_columns(
+        pl.Series(name, np.add.reduceat(values.get_column(name).to_numpy(), starts))
+        if len(starts)
+        else pl.Series(name, [], dtype=pl.Float64)
+        for name in columns
+    )
+
+
+def per_user_slate_sums(slates: pl.DataFrame) -> pl.DataFrame:
+    """Sum a ``slate_sums`` frame per user, over first slates and over every logged slate.
+
+    Returns ``user_id`` and ``SLATE_SUMS``, sorted by user; a first slate is
+    one per session. Sums run in row order (deterministic).
+    """
+    first = (pl.col("slate") == 0).cast(pl.Float64)
+    return sum_runs(
+        slates.sort("user_id", maintain_order=True),
+        ["user_id"],
+        {
+            "first_clicks": pl.col("clicks") * first,
+            "first_watch_s": pl.col("watch_s") * first,
+            "first_impressions": pl.col("impressions") * first,
+            "first_slates": first,
+            "clicks": pl.col("clicks"),
+            "watch_s": pl.col("watch_s"),
+            "impressions": pl.col("impressions"),
+            "slates": pl.lit(1.0, dtype=pl.Float64),
+        },
+    )
+
+
+def per_user_slate_index_sums(slates: pl.DataFrame) -> pl.DataFrame:
+    """Sum a ``slate_sums`` frame per (user, slate index): clicks, watch_s, impressions, slates."""
+    return sum_runs(
+        slates.sort("user_id", "slate", maintain_order=True),
+        ["user_id", "slate"],
+        {
+            "clicks": pl.col("clicks"),
+            "watch_s": pl.col("watch_s"),
+            "impressions": pl.col("impressions"),
+            "slates": pl.lit(1.0, dtype=pl.Float64),
+        },
+    )

@@ -1,0 +1,84 @@
+"""The off-policy validation: its summaries (fast) and a reduced run against the truth (slow)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsim_cli.experiment.validate import OFFPOLICY_SECTION
+from recsim_cli.experiment.validate_offpolicy import (
+    SCENARIOS,
+    Scenario,
+    ScenarioResult,
+    replace_section,
+    run_scenario,
+    summarise,
+    wilson,
+)
+
+
+def test_wilson_interval_matches_a_hand_computation() -> None:
+    # 19 of 20: p = 0.95, z = 1.96; centre (0.95 + 0.09604) / 1.19208, half width
+    # 1.96 sqrt(0.95 * 0.05 / 20 + 0.0096040 / 1600) / 1.19208.
+    lo, hi = wilson(19, 20)
+    centre = (0.95 + 1.96**2 / 40) / (1 + 1.96**2 / 20)
+    half = 1.96 * math.sqrt(0.95 * 0.05 / 20 + 1.96**2 / 1600) / (1 + 1.96**2 / 20)
+    assert (lo, hi) == pytest.approx((centre - half, centre + half))
+    assert wilson(0, 10)[0] == pytest.approx(0.0, abs=1e-12)
+    assert wilson(10, 10)[1] == pytest.approx(1.0)
+
+
+def test_summaries_count_coverage_bias_and_power() -> None:
+    rows = pl.DataFrame(
+        {
+            "replicate": [0, 1, 2, 3],
+            "estimator": ["ips"] * 4,
+            "metric": ["first_slate_ctr"] * 4,
+            "relative": [0.10, 0.30, 0.20, -0.05],
+            "low": [0.05, 0.25, -0.10, -0.20],
+            "high": [0.15, 0.35, 0.50, 0.10],
+            "p": [0.01, 0.001, 0.3, 0.6],
+            "control": [1.0] * 4,
+            "treatment": [1.1] * 4,
+            "ess": [100.0, 200.0, 300.0, 400.0],
+        }
+    )
+    truth = {"lift": {"first_slate_ctr": 0.12}, "lift_mc_se": {"first_slate_ctr": 0.001}}
+    result = ScenarioResult(Scenario("x", "A", "a", "b"), truth, rows, 1.0, 1.0)
+    row = summarise(result).row(0, named=True)
+    assert row["coverage"] == 0.5  # 0.05-0.15 and -0.10-0.50 hold 0.12
+    assert row["bias"] == pytest.approx(np.mean([0.10, 0.30, 0.20, -0.05]) - 0.12)
+    assert row["power"] == 0.5  # two significant, both upwards like the truth
+    assert row["median_ess"] == 250.0
+    assert row["evidence"] == "off-policy"
+
+
+def test_the_section_replaces_only_itself(tmp_path: Path) -> None:
+    path = tmp_path / "validation.md"
+    path.write_text(f"# Validation\n\nstats tables\n\n{OFFPOLICY_SECTION}\n\nold\n", "utf-8")
+    replace_section(path, f"{OFFPOLICY_SECTION}\n\nnew\n")
+    assert (
+        path.read_text("utf-8") == f"# Validation\n\nstats tables\n\n{OFFPOLICY_SECTION}\n\nnew\n"
+    )
+
+
+@pytest.mark.slow
+def test_off_policy_estimates_cover_the_truth_in_a_reduced_run() -> None:
+    """One scenario, 30 replicates: IPS and DR stay unbiased and cover the true lift."""
+    result = run_scenario(SCENARIOS[0], replicates=30, truth_replicates=60, seed=7)
+    table = summarise(result)
+    for estimator in ("ips", "dr"):
+        for metric in ("first_slate_clicks", "first_slate_watch_time"):
+            row = table.filter(
+                (pl.col("estimator") == estimator) & (pl.col("metric") == metric)
+            ).row(0, named=True)
+            values = result.rows.filter(
+                (pl.col("estimator") == estimator) & (pl.col("metric") == metric)
+            ).get_column("relative")
+            se = float(values.std()) / math.sqrt(values.len())  # type: ignore[arg-type]
+            assert abs(row["bias"]) < 4 * se + 0.02, (estimator, metric, row)
+            assert row["coverage_high"] >= 0.95, (estimator, metric, row)
