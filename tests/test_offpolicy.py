@@ -305,3 +305,23 @@ def test_lists_with_gaps_in_their_ranks_keep_each_item_at_its_rank() -> None:
     )
     # u1's list has nothing at rank 0 and b at rank 1; u2's has c at rank 0 only.
     assert attach_targets(imps, gapped).to_list() == [None, "b", "c", None]
+
+
+def test_replay_keeps_explored_impressions_where_the_target_agrees() -> None:
+    # Only u2's slate was explored; the target matches both of its impressions. Slot 0:
+    # theta = 0 (u2 did not click c); slot 1: theta = 1 (u2 clicked a). Every user's
+    # pseudo outcomes then sum to theta_0 + theta_1 = 1 here: u1's own clicks do not count.
+    explored = HAND.with_columns(pl.Series("explore", [False, False, True, True]))
+    imps, _, _ = prepare_impressions(explored)
+    target = attach_targets(imps, TARGET)
+    weights = importance_weights(imps, target)
+    used = replay_acceptance(imps, np.random.default_rng(0)) * weights.match
+    assert used.tolist() == [0.0, 0.0, 1.0, 1.0]
+    y = pseudo_outcomes(
+        "replay",
+        imps.get_column("clicked").to_numpy(),
+        w=used,
+        slot=imps.get_column("rank").to_numpy().astype(np.int64),
+    )
+    sums = per_user_slate_sums(slate_sums(imps, y, y))
+    assert sums.get_column("first_clicks").to_list() == [1.0, 1.0]

@@ -532,7 +532,12 @@ def render_offpolicy(result: OffPolicyReport) -> Group:
     from rich.table import Table
     from rich.text import Text
 
-    from recsim_cli.experiment.markdown import format_number, format_p, relative_lift
+    from recsim_cli.experiment.markdown import (
+        format_number,
+        format_p,
+        format_percent,
+        relative_lift,
+    )
     from recsim_cli.times import format_ts
 
     analysis = result.result
@@ -563,6 +568,31 @@ def render_offpolicy(result: OffPolicyReport) -> Group:
             result.verdict_of(m),
         )
     parts.append(table)
+    if result.slate_breakdown:
+        slates = Table(
+            title="per slate index (the arm's slate k, on sessions that reached k in the logs)",
+            title_justify="left",
+        )
+        for column in ("slate", "metric", c, t, f"lift ({level})"):
+            slates.add_column(column)
+        for row in result.slate_breakdown:
+            ci = row["relative_ci"]
+            lift = (
+                "undefined"
+                if row["relative"] is None or ci is None
+                else (
+                    f"{format_percent(row['relative'])} ({format_percent(ci[0])} to "
+                    f"{format_percent(ci[1])})"
+                )
+            )
+            slates.add_row(
+                str(row["slate"]),
+                row["metric"],
+                format_number(row["control"]),
+                format_number(row["treatment"]),
+                lift,
+            )
+        parts.append(slates)
     weights = Table(title="importance weights", title_justify="left")
     for column in ("arm", "ESS", "non-zero", "max", "mean (95% CI)", "unlogged items"):
         weights.add_column(column)
