@@ -384,10 +384,16 @@ def summarise(result: ScenarioResult) -> pl.DataFrame:
                 "median_width": float(np.nanmedian(hi - lo)),
                 "power": detected / n,
                 "replicates": n,
-                "median_ess": float(np.nanmedian(group.get_column("ess").to_numpy())),
+                "median_ess": _median(group.get_column("ess").to_numpy()),
             }
         )
     return pl.DataFrame(out)
+
+
+def _median(values: np.ndarray[Any, Any]) -> float:
+    """The median of the finite values, NaN when there are none (DM has no weights)."""
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if finite.size else math.nan
 
 
 def _pct(x: float, digits: int = 1) -> str:
