@@ -81,4 +81,5 @@ def test_off_policy_estimates_cover_the_truth_in_a_reduced_run() -> None:
             ).get_column("relative")
             se = float(values.std()) / math.sqrt(values.len())  # type: ignore[arg-type]
             assert abs(row["bias"]) < 4 * se + 0.02, (estimator, metric, row)
-            assert row["coverage_high"] >= 0.95, (estimator, metric, row)
+            # 24 of 30 covered: below that has probability under 0.001 at a true 95%.
+            assert row["coverage"] >= 0.8, (estimator, metric, row)
