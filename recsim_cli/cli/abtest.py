@@ -325,7 +325,9 @@ def abtest_command(
     if plan:
         _finish_plan(sized, report=report, markdown=markdown, json_output=json_output)
         return
-    _write_outputs(result, report=report, markdown=markdown)
+    from recsim_cli.experiment.markdown import abtest_markdown
+
+    _write_files(report, result.to_dict, markdown, lambda: abtest_markdown(result))
     if json_output:
         console.print_json(result.to_dict())
     else:
@@ -344,14 +346,19 @@ def _write(path: Path, flag: str, write: Callable[[Path], None]) -> None:
         ) from None
 
 
-def _write_outputs(result: AbTestReport, *, report: Path | None, markdown: Path | None) -> None:
-    from recsim_cli.experiment.markdown import abtest_markdown
+def _write_files(
+    report: Path | None,
+    to_dict: Callable[[], dict[str, Any]],
+    markdown: Path | None,
+    to_markdown: Callable[[], str],
+) -> None:
+    """Write the JSON report and the Markdown summary that were asked for, atomically."""
     from recsim_cli.io import write_bytes_atomic, write_json_atomic
 
     if report is not None:
-        _write(report, "--report", lambda p: write_json_atomic(p, result.to_dict()))
+        _write(report, "--report", lambda p: write_json_atomic(p, to_dict()))
     if markdown is not None:
-        text = abtest_markdown(result).encode("utf-8")
+        text = to_markdown().encode("utf-8")
         _write(markdown, "--markdown", lambda p: write_bytes_atomic(p, text))
 
 
@@ -360,13 +367,8 @@ def _finish_plan(
 ) -> None:
     from recsim_cli.cli import console
     from recsim_cli.experiment.markdown import format_number, format_percent, plan_markdown
-    from recsim_cli.io import write_bytes_atomic, write_json_atomic
 
-    if report is not None:
-        _write(report, "--report", lambda p: write_json_atomic(p, sized.to_dict()))
-    if markdown is not None:
-        text = plan_markdown(sized).encode("utf-8")
-        _write(markdown, "--markdown", lambda p: write_bytes_atomic(p, text))
+    _write_files(report, sized.to_dict, markdown, lambda: plan_markdown(sized))
     if json_output:
         console.print_json(sized.to_dict())
         return
@@ -508,16 +510,11 @@ def _run_estimate(
     from recsim_cli.experiment.arms import parse_window
     from recsim_cli.experiment.markdown import offpolicy_markdown
     from recsim_cli.experiment.offpolicy_abtest import run_offpolicy_abtest
-    from recsim_cli.io import write_bytes_atomic, write_json_atomic
 
     bounds = None if window is None else parse_window(window)
     with console.progress_bar(enabled=not json_output) as progress:
         result = run_offpolicy_abtest(data, window=bounds, progress=progress, **options)
-    if report is not None:
-        _write(report, "--report", lambda p: write_json_atomic(p, result.to_dict()))
-    if markdown is not None:
-        text = offpolicy_markdown(result).encode("utf-8")
-        _write(markdown, "--markdown", lambda p: write_bytes_atomic(p, text))
+    _write_files(report, result.to_dict, markdown, lambda: offpolicy_markdown(result))
     if json_output:
         console.print_json(result.to_dict())
     else:

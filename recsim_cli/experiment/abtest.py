@@ -86,6 +86,21 @@ class GatedReport:
 
     result: ExperimentResult
     decision: Decision | None
+    gate: Gate | None
+    warnings: tuple[str, ...]
+
+    def outcome_dict(self) -> dict[str, Any]:
+        """The report's closing JSON keys: analysis, verdicts, gate, decision, exit code."""
+        return {
+            "analysis": self.result.to_dict(),
+            "verdicts": {m.metric: self.verdict_of(m) for m in self.result.metrics},
+            "gate": None
+            if self.gate is None
+            else {"file": self.gate.source, **self.gate.to_dict()},
+            "decision": None if self.decision is None else self.decision.to_dict(),
+            "exit_code": int(self.exit_code),
+            "warnings": list(self.warnings),
+        }
 
     @property
     def exit_code(self) -> ExitCode:
@@ -120,14 +135,7 @@ class AbTestReport(GatedReport):
             "seed": self.seed,
             "input": self.fingerprint.to_dict(),
             "experiment": self.logged.to_dict(),
-            "analysis": self.result.to_dict(),
-            "verdicts": {m.metric: self.verdict_of(m) for m in self.result.metrics},
-            "gate": None
-            if self.gate is None
-            else {"file": self.gate.source, **self.gate.to_dict()},
-            "decision": None if self.decision is None else self.decision.to_dict(),
-            "exit_code": int(self.exit_code),
-            "warnings": list(self.warnings),
+            **self.outcome_dict(),
         }
 
 

@@ -188,14 +188,7 @@ class OffPolicyReport(GatedReport):
             },
             "session_model": self.session_model,
             "slate_breakdown": list(self.slate_breakdown),
-            "analysis": self.result.to_dict(),
-            "verdicts": {m.metric: self.verdict_of(m) for m in self.result.metrics},
-            "gate": None
-            if self.gate is None
-            else {"file": self.gate.source, **self.gate.to_dict()},
-            "decision": None if self.decision is None else self.decision.to_dict(),
-            "exit_code": int(self.exit_code),
-            "warnings": list(self.warnings),
+            **self.outcome_dict(),
         }
 
 
