@@ -51,6 +51,7 @@ __all__ = [
     "MODEL_NAME",
     "ModelEntry",
     "Registry",
+    "model_fingerprint",
     "validate_name",
 ]
 
@@ -123,6 +124,16 @@ class ModelEntry:
         value = self.manifest.get("dataset")
         return value if isinstance(value, dict) else None
 
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 over every file of the model folder (relative path and content digest).
+
+        The manifest is one of the files and carries ``created``, so a model
+        trained again under the same name, even to identical weights, gets a
+        new fingerprint: a gate report about the old one does not promote it.
+        """
+        return model_fingerprint(self.path)
+
     def file(self, relpath: str) -> Path:
         """Return the path of a file or folder of the model; a missing one means corruption."""
         relative = PurePosixPath(relpath)
@@ -142,8 +153,23 @@ class ModelEntry:
             "created": self.created,
             "cutoff": self.cutoff,
             "dataset": self.dataset,
+            "fingerprint": None if self.problem is not None else self.fingerprint,
             "problem": self.problem,
         }
+
+
+def model_fingerprint(folder: Path) -> str:
+    """SHA-256 of a model folder: its files' POSIX relative paths and SHA-256s, sorted."""
+    import hashlib
+
+    from recsim_cli.io import sha256_file
+
+    digest = hashlib.sha256()
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    for path in files:
+        relative = path.relative_to(folder).as_posix()
+        digest.update(f"{relative}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
 
 
 def _text(value: object) -> str | None:

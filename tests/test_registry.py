@@ -377,8 +377,31 @@ def test_list_is_sorted_and_skips_work_folders_and_strays(tmp_path: Path) -> Non
         "created": registry.open("a").created,
         "cutoff": "2026-01-15T00:00:00Z",
         "dataset": MANIFEST["dataset"],
+        "fingerprint": registry.open("a").fingerprint,
         "problem": None,
     }
+
+
+def test_fingerprint_pins_the_files_and_changes_on_every_retrain(tmp_path: Path) -> None:
+    import hashlib
+
+    registry = Registry(tmp_path)
+    first = registry.write("a", MANIFEST, build())
+    again = registry.open("a")
+    assert first.fingerprint == again.fingerprint
+    # An independent computation over (relative path, file SHA-256), sorted.
+    lines = [
+        f"{p.relative_to(first.path).as_posix()}\0{hashlib.sha256(p.read_bytes()).hexdigest()}\n"
+        for p in sorted(q for q in first.path.rglob("*") if q.is_file())
+    ]
+    assert first.fingerprint == hashlib.sha256("".join(lines).encode()).hexdigest()
+    # Retrained under the same name (same files): the manifest's `created` differs.
+    import time
+
+    time.sleep(1.1)
+    before = first.fingerprint
+    retrained = registry.write("a", MANIFEST, build(), force=True)
+    assert retrained.fingerprint != before
 
 
 def test_list_of_a_missing_registry_is_empty_and_creates_nothing(tmp_path: Path) -> None:

@@ -90,6 +90,8 @@ class PolicyArm:
     """``manifest["dataset"]["path"]`` of the model: the folder it was trained on."""
     registry: Path | None = None
     """The registry holding the model."""
+    model_fingerprint: str | None = None
+    """`ModelEntry.fingerprint` of the model: promotion checks a report names this very model."""
 
     @property
     def label(self) -> str:
@@ -114,6 +116,7 @@ class PolicyArm:
             "cutoff": format_ts(self.cutoff),
             "dataset_fingerprint": self.dataset_fingerprint,
             "dataset_path": self.dataset_path,
+            "model_fingerprint": self.model_fingerprint,
         }
 
 
@@ -158,6 +161,7 @@ def resolve_arm(spec: str, *, registry: Path) -> PolicyArm:
         dataset_fingerprint=fingerprint if isinstance(fingerprint, str) else None,
         dataset_path=dataset_path if isinstance(dataset_path, str) else None,
         registry=store.root,
+        model_fingerprint=entry.fingerprint,
     )
 
 
