@@ -109,6 +109,13 @@ def prepare_offpolicy(rows: int, folder: Path) -> dict[str, float]:
     events.filter(pl.col("ts") < start).write_parquet(folder / "before.parquet")
     users_in = window.get_column("user_id").unique().sort()
     days = sorted(set(window.get_column("ts").dt.date().to_list()))
+    # The lists an estimate reads: each user's on the days the user had a session.
+    user_days = (
+        window.group_by("session_id")
+        .agg(pl.col("user_id").first(), pl.col("ts").min().dt.date().alias("day"))
+        .select("user_id", "day")
+        .unique()
+    )
     began = time.perf_counter()
     for name in ("pop", "als"):
         lists = daily_lists(
@@ -117,6 +124,7 @@ def prepare_offpolicy(rows: int, folder: Path) -> dict[str, float]:
             users=users_in,
             days=days,
             length=60,
+            user_days=user_days,
         )
         lists.write_parquet(folder / f"lists-{name}.parquet")
     return {"lists_s": time.perf_counter() - began, "window_rows": float(window.height)}

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from recsim_cli.errors import ConfigError
 from recsim_cli.experiment.offpolicy import (
     attach_targets,
+    group_lists,
     importance_weights,
     per_user_slate_sums,
     prepare_impressions,
@@ -325,3 +326,47 @@ def test_replay_keeps_explored_impressions_where_the_target_agrees() -> None:
     )
     sums = per_user_slate_sums(slate_sums(imps, y, y))
     assert sums.get_column("first_clicks").to_list() == [1.0, 1.0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["u1", "u2", "u3"]),
+            st.integers(0, 2),
+            st.lists(st.sampled_from("abcdef"), min_size=1, max_size=6),
+            st.booleans(),
+        ),
+        max_size=6,
+        unique_by=lambda r: (r[0], r[1]),
+    ),
+    st.lists(
+        st.tuples(st.sampled_from(["u1", "u2", "u3", "u4"]), st.integers(0, 2), st.integers(0, 7)),
+        min_size=1,
+        max_size=30,
+    ),
+)
+def test_attach_targets_is_a_lookup_of_user_day_and_rank(
+    lists_spec: list[tuple[str, int, list[str], bool]], probes: list[tuple[str, int, int]]
+) -> None:
+    # Lists with contiguous ranks take the offset path; a skipped rank the join path.
+    rows = [
+        (user, DAY + dt.timedelta(days=d), rank + (1 if gap and rank else 0), item)
+        for user, d, items, gap in lists_spec
+        for rank, item in enumerate(items)
+    ]
+    lists = pl.DataFrame(
+        rows,
+        schema={"user_id": pl.String, "day": pl.Date, "rank": pl.Int32, "item_id": pl.String},
+        orient="row",
+    )
+    imps = pl.DataFrame(
+        [(u, DAY + dt.timedelta(days=d), r) for u, d, r in probes],
+        schema={"user_id": pl.String, "day": pl.Date, "rank": pl.Int32},
+        orient="row",
+    )
+    expected = {(u, day, r): item for u, day, r, item in rows}
+    want = [expected.get((u, day, r)) for u, day, r in imps.iter_rows()]
+    assert attach_targets(imps, lists).to_list() == want
+    if not any(gap for *_, gap in lists_spec):
+        assert attach_targets(imps, group_lists(lists)).to_list() == want

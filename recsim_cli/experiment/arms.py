@@ -269,6 +269,7 @@ def daily_lists(
     length: int,
     progress: Progress = no_progress,
     events: pl.DataFrame | None = None,
+    user_days: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Return each user's top-``length`` list of each day (`LIST_SCHEMA`, rank 0-based).
 
@@ -276,11 +277,19 @@ def daily_lists(
     events before it (``events`` when the caller has read them); users it does
     not know get its fallback list. A file's lists are read and checked, and a
     list without a ``day`` serves every day. Only ``users`` and ``days`` are
-    kept. ``dataset`` may be None for a file.
+    kept; with ``user_days`` (user_id, day), only those pairs: an estimate
+    needs the lists of the days a user had a session, not of every day, which
+    keeps a large window's lists a fraction of users x days x ranks.
+    ``dataset`` may be None for a file.
     """
     if length < 1:
         raise ConfigError(f"list length must be at least 1; got {length}.")
     users = users.cast(pl.String).alias("user_id")
+    wanted = None
+    if user_days is not None:
+        wanted = user_days.select(
+            pl.col("user_id").cast(pl.String), pl.col("day").cast(pl.Date)
+        ).join(users.to_frame(), on="user_id", how="semi")
     if arm.kind == "model":
         frame = _model_lists(
             arm,
@@ -290,9 +299,12 @@ def daily_lists(
             length=length,
             progress=progress,
             events=events,
+            user_days=wanted,
         )
     elif arm.kind == "file" and arm.path is not None:
         frame = _file_lists(arm.path, users, days, length)
+        if wanted is not None:
+            frame = frame.join(wanted, on=["user_id", "day"], how="semi")
     else:
         raise InternalError(f"arm '{arm.label}' has no precomputed lists to serve.")
     return frame.select(LIST_SCHEMA.names()).cast(LIST_SCHEMA).sort("user_id", "day", "rank")
@@ -307,6 +319,7 @@ def _model_lists(
     length: int,
     progress: Progress,
     events: pl.DataFrame | None,
+    user_days: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     from recsim_cli.models.two_stage import TwoStageModel, serving_inputs
     from recsim_cli.registry import Registry
@@ -326,8 +339,13 @@ def _model_lists(
                 f"The window starts on {day.isoformat()}, before the training cutoff of model "
                 f"'{arm.label}' ({format_ts(model.cutoff)}); start --window at the cutoff or later."
             )
+        todays = users
+        if user_days is not None:
+            todays = user_days.filter(pl.col("day") == day).get_column("user_id").sort()
+            if todays.is_empty():
+                continue
         history, items = serving_inputs(dataset, as_of, events=events)
-        recs = model.recommend(users, length, history=history, items=items, as_of=as_of)
+        recs = model.recommend(todays, length, history=history, items=items, as_of=as_of)
         frames.append(
             recs.select(
                 "user_id",

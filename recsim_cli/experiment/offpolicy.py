@@ -164,15 +164,54 @@ def attach_targets(impressions: pl.DataFrame, lists: pl.DataFrame) -> pl.Series:
     """Return, per impression, the item the target's list has at its (user, day, rank); or null.
 
     ``lists`` are long (user_id, day, rank, item_id) or grouped by
-    :func:`group_lists`; the join is on (user, day), not on every rank.
+    :func:`group_lists`. Long lists whose ranks run 0..n-1 in each (user,
+    day) are not copied: each impression finds its list's first row by a join
+    on (user, day) and reads ``item_id`` at ``first + rank``, so memory grows
+    with the impressions, not with lists x impressions.
     """
-    grouped = lists if "items" in lists.columns else group_lists(lists)
-    joined = impressions.select("user_id", "day", "rank").join(
-        grouped, on=["user_id", "day"], how="left", maintain_order="left"
+    keys = impressions.select("user_id", "day", "rank")
+    if "items" in lists.columns:
+        joined = keys.join(lists, on=["user_id", "day"], how="left", maintain_order="left")
+        return joined.select(
+            pl.col("items").list.get(pl.col("rank"), null_on_oob=True).alias("target_item")
+        ).to_series()
+    ordered = lists.select("user_id", "day", pl.col("rank").cast(pl.Int64), "item_id").sort(
+        "user_id", "day", "rank"
     )
-    return joined.select(
-        pl.col("items").list.get(pl.col("rank"), null_on_oob=True).alias("target_item")
-    ).to_series()
+    starts = (
+        ordered.with_row_index("_row")
+        .group_by("user_id", "day")
+        .agg(
+            pl.col("_row").first().cast(pl.Int64).alias("_first"),
+            pl.len().cast(pl.Int64).alias("_n"),
+            (pl.col("rank").first() == 0).alias("_from_0"),
+            (pl.col("rank").last() == pl.len() - 1).alias("_to_n"),
+        )
+    )
+    if not starts.select(pl.col("_from_0").all() & pl.col("_to_n").all()).item():
+        # A file skipped ranks: look each (user, day, rank) up directly.
+        return (
+            keys.with_columns(pl.col("rank").cast(pl.Int64))
+            .join(ordered, on=["user_id", "day", "rank"], how="left", maintain_order="left")
+            .get_column("item_id")
+            .alias("target_item")
+        )
+    index = (
+        keys.join(
+            starts.select("user_id", "day", "_first", "_n"),
+            on=["user_id", "day"],
+            how="left",
+            maintain_order="left",
+        )
+        .select(
+            pl.when((pl.col("rank") >= 0) & (pl.col("rank") < pl.col("_n")))
+            .then(pl.col("_first") + pl.col("rank"))
+            .otherwise(None)
+            .alias("_at")
+        )
+        .to_series()
+    )
+    return ordered.get_column("item_id").gather(index).alias("target_item")
 
 
 @dataclass(frozen=True)

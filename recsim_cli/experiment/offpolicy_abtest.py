@@ -127,6 +127,11 @@ class WindowLogs:
         return self.sessions.select("user_id").unique().sort("user_id")
 
     @property
+    def user_days(self) -> pl.DataFrame:
+        """The (user_id, day) pairs with a session in the window: the lists an estimate reads."""
+        return self.sessions.select("user_id", "day").unique().sort("user_id", "day")
+
+    @property
     def list_length(self) -> int:
         """Ranks a list needs to fill every slate a session can reach."""
         return self.slate_size * self.max_slates
@@ -736,6 +741,7 @@ def run_offpolicy_abtest(
             days=_days(start, end),
             length=logs.list_length,
             progress=progress,
+            user_days=logs.user_days,
         )
         for arm in (arm_c, arm_t)
     ]
