@@ -82,7 +82,7 @@ def prepare_offpolicy(rows: int, folder: Path) -> dict[str, float]:
     from recsim_cli.models.two_stage import train
     from recsim_cli.simulate import items_frame
 
-    users = max(rows // 24, 1000)  # about 24 window impressions per user over 3 days
+    users = max(rows // 18, 1000)  # about 18 window impressions per user at 10M (26 at 2M)
     config = WorldConfig(
         users=users, items=60, pool_size=60, epsilon=0.5, days=7, seed=0, slate_size=10
     )

@@ -175,20 +175,17 @@ def attach_targets(impressions: pl.DataFrame, lists: pl.DataFrame) -> pl.Series:
         return joined.select(
             pl.col("items").list.get(pl.col("rank"), null_on_oob=True).alias("target_item")
         ).to_series()
-    ordered = lists.select("user_id", "day", pl.col("rank").cast(pl.Int64), "item_id").sort(
-        "user_id", "day", "rank"
-    )
-    starts = (
-        ordered.with_row_index("_row")
-        .group_by("user_id", "day")
-        .agg(
-            pl.col("_row").first().cast(pl.Int64).alias("_first"),
-            pl.len().cast(pl.Int64).alias("_n"),
-            (pl.col("rank").first() == 0).alias("_from_0"),
-            (pl.col("rank").last() == pl.len() - 1).alias("_to_n"),
-        )
-    )
-    if not starts.select(pl.col("_from_0").all() & pl.col("_to_n").all()).item():
+    if lists.is_empty():
+        return pl.Series("target_item", [None] * impressions.height, dtype=pl.String)
+    ordered = lists.select("user_id", "day", pl.col("rank").cast(pl.Int64), "item_id")
+    if not _sorted_by_user_day_rank(ordered):
+        ordered = ordered.sort("user_id", "day", "rank")
+    first = _runs(ordered.get_column("user_id"), ordered.get_column("day"))
+    count = np.diff(np.append(first, ordered.height))
+    rank = ordered.get_column("rank").to_numpy()
+    if len(first) and not (
+        (rank[first] == 0).all() and (rank[first + count - 1] == count - 1).all()
+    ):
         # A file skipped ranks: look each (user, day, rank) up directly.
         return (
             keys.with_columns(pl.col("rank").cast(pl.Int64))
@@ -196,6 +193,9 @@ def attach_targets(impressions: pl.DataFrame, lists: pl.DataFrame) -> pl.Series:
             .get_column("item_id")
             .alias("target_item")
         )
+    starts = ordered.select("user_id", "day")[first].with_columns(
+        pl.Series("_first", first, dtype=pl.Int64), pl.Series("_n", count, dtype=pl.Int64)
+    )
     index = (
         keys.join(
             starts.select("user_id", "day", "_first", "_n"),
@@ -212,6 +212,18 @@ def attach_targets(impressions: pl.DataFrame, lists: pl.DataFrame) -> pl.Series:
         .to_series()
     )
     return ordered.get_column("item_id").gather(index).alias("target_item")
+
+
+def _sorted_by_user_day_rank(lists: pl.DataFrame) -> bool:
+    """Whether rows are in (user_id, day, rank) order with no key twice (what daily_lists gives)."""
+    if lists.height < 2:
+        return True
+    user, day, rank = (pl.col(c) for c in ("user_id", "day", "rank"))
+    after = (user > user.shift(1)) | (
+        (user == user.shift(1))
+        & ((day > day.shift(1)) | ((day == day.shift(1)) & (rank > rank.shift(1))))
+    )
+    return bool(lists.select(after.slice(1).all()).item())
 
 
 @dataclass(frozen=True)
