@@ -5,6 +5,7 @@ A registry is a folder (``--registry``, default ``./recsim-models``)::
     recsim-models/
       .lock                 held (flock) by every writer, so writes never interleave
       aliases.json          {"production": "als-v2"}; optional
+      history.json          every promotion and rollback of an alias, append-only; optional
       als-v2/
         manifest.json       the trainer's keys plus format_version, recsim_version,
                             name and created, stamped by the registry
@@ -23,6 +24,10 @@ one in and delete the old. A failed build removes its folder and leaves the
 old model untouched. A crash between the two renames leaves the old model as
 ``.old-NAME-*``; the next write to the registry renames it back. Readers take
 no lock: they see the old model or the new one.
+
+`Registry.swap_alias` is the compare-and-swap that promotion needs: under one
+hold of the lock it reads what the alias names, lets the caller check that
+state (and refuse), points the alias and appends a record to the history.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import secrets
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -48,6 +53,7 @@ from recsim_cli.io import fsync_path, fsync_tree, write_json_atomic
 __all__ = [
     "ALIASES",
     "FORMAT_VERSION",
+    "HISTORY_FILE",
     "MODEL_NAME",
     "ModelEntry",
     "Registry",
@@ -60,6 +66,8 @@ FORMAT_VERSION: Final = 1
 ALIASES: Final = ("production", "candidate")
 MANIFEST_FILE: Final = "manifest.json"
 ALIASES_FILE: Final = "aliases.json"
+HISTORY_FILE: Final = "history.json"
+HISTORY_FORMAT_VERSION: Final = 1
 LOCK_FILE: Final = ".lock"
 LOCK_TIMEOUT_S: Final = 60.0
 STAMPED_KEYS: Final = ("format_version", "recsim_version", "name", "created")
@@ -252,6 +260,36 @@ class Registry:
             write_json_atomic(self.root / ALIASES_FILE, dict(sorted(aliases.items())))
         return target
 
+    def swap_alias(
+        self,
+        alias: str,
+        name: str,
+        check: Callable[[str | None, ModelEntry], Mapping[str, Any]],
+    ) -> dict[str, Any]:
+        """Point ``alias`` at model ``name`` and append a history record, as one locked step.
+
+        ``check(current, target)`` runs under the lock with the model name the
+        alias holds now (None when unset) and the model ``name`` opens to (an
+        alias resolved); it raises to refuse, or returns the record to append to
+        ``history.json``. No other writer can move an alias, replace a model or
+        append to the history between the check and the swap. The record is
+        returned with its ``id``, its 1-based place in the history.
+        """
+        if alias not in ALIASES:
+            raise UnknownNameError("alias", alias, ALIASES)
+        with self._locked():
+            self._recover()
+            target = self.open(name)
+            aliases = self.aliases()
+            entries = self.history()
+            record = {**check(aliases.get(alias), target), "id": len(entries) + 1}
+            # The history first: a crash between the two writes leaves a record of a
+            # promotion that did not happen, never an alias moved without a record.
+            self._write_history([*entries, record])
+            aliases[alias] = target.name
+            write_json_atomic(self.root / ALIASES_FILE, dict(sorted(aliases.items())))
+        return record
+
     # -- reading ---------------------------------------------------------------------
 
     def open(self, name_or_alias: str) -> ModelEntry:
@@ -307,6 +345,30 @@ class Registry:
             if target in ALIASES:
                 raise _corrupt_aliases(path, f"alias '{alias}' names another alias")
         return dict(sorted(data.items()))
+
+    def history(self) -> builtins.list[dict[str, Any]]:
+        """The records of ``history.json``, oldest first; empty if nothing was ever promoted."""
+        path = self.root / HISTORY_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            raise _corrupt_history(path, "not readable JSON") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
+            raise _corrupt_history(path, "not an object with a list of entries")
+        version = data.get("format_version")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise _corrupt_history(path, "no valid format_version")
+        if version > HISTORY_FORMAT_VERSION:
+            raise UserError(
+                f"{path} has format version {version}, but recsim {__version__} reads only "
+                f"version {HISTORY_FORMAT_VERSION}; upgrade recsim to use it."
+            )
+        entries: builtins.list[dict[str, Any]] = data["entries"]
+        if not all(isinstance(entry, dict) for entry in entries):
+            raise _corrupt_history(path, "an entry is not a JSON object")
+        return entries
 
     def resolve(self, name_or_alias: str) -> str:
         """Return the model name an alias points at, or a valid model name itself."""
@@ -368,6 +430,11 @@ class Registry:
             raise _corrupt(name, self.root, f"{MANIFEST_FILE} lacks {', '.join(missing)}")
         return data
 
+    def _write_history(self, entries: Sequence[Mapping[str, Any]]) -> None:
+        """Replace ``history.json`` atomically; call only while holding the lock."""
+        document = {"format_version": HISTORY_FORMAT_VERSION, "entries": list(entries)}
+        write_json_atomic(self.root / HISTORY_FILE, document)
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Hold the registry's write lock (creating the registry), waiting up to the timeout."""
@@ -382,7 +449,7 @@ class Registry:
 
         A ``.old-NAME-*`` folder whose NAME is missing is a model whose
         replacement never got in: rename it back. Every other work folder and
-        temporary aliases file is removed.
+        temporary aliases or history file is removed.
         """
         for entry in sorted(self.root.iterdir()):
             match = _WORK_DIR.fullmatch(entry.name)
@@ -393,12 +460,21 @@ class Registry:
                     entry.rename(home)
                 else:
                     shutil.rmtree(entry, ignore_errors=True)
-            elif entry.name.startswith(f".{ALIASES_FILE}.") and entry.name.endswith(".tmp"):
+            elif entry.name.startswith((f".{ALIASES_FILE}.", f".{HISTORY_FILE}.")) and (
+                entry.name.endswith(".tmp")
+            ):
                 entry.unlink(missing_ok=True)
 
 
 def _corrupt_aliases(path: Path, detail: str) -> UserError:
     return UserError(f"{path} is corrupt ({detail}); delete it and set the aliases again.")
+
+
+def _corrupt_history(path: Path, detail: str) -> UserError:
+    return UserError(
+        f"{path} is corrupt ({detail}); restore it from a backup, or move it aside to start "
+        "a new history."
+    )
 
 
 def _lock(handle: IO[bytes], root: Path, timeout_s: float) -> None:

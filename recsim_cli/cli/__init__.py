@@ -127,7 +127,18 @@ def _root(
 
 
 def _register() -> None:
-    from recsim_cli.cli import abtest, evaluate, ingest, models, recommend, simulate, train
+    from recsim_cli.cli import (
+        abtest,
+        evaluate,
+        export,
+        ingest,
+        models,
+        promote,
+        recommend,
+        serve_check,
+        simulate,
+        train,
+    )
 
     app.add_typer(simulate.app, name="simulate")
     app.command("ingest")(ingest.ingest_command)
@@ -136,6 +147,9 @@ def _register() -> None:
     app.command("recommend")(recommend.recommend_command)
     app.command("evaluate")(evaluate.evaluate_command)
     app.command("abtest")(abtest.abtest_command)
+    app.command("export")(export.export_command)
+    app.command("serve-check")(serve_check.serve_check_command)
+    app.command("promote")(promote.promote_command)
 
 
 _register()

@@ -319,6 +319,7 @@ def abtest_command(
                 bootstrap=bootstrap,
                 winsorize=winsorize,
                 seed=seed,
+                registry=registry,
                 progress=progress,
                 **common,
             )

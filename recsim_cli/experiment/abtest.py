@@ -6,9 +6,12 @@ opens the dataset, builds the sufficient-statistics frame of the two arms
 gate, decides (``decide``). It returns an :class:`AbTestReport`, whose
 ``exit_code`` is the gate's (0 ship, 1 no ship, 3 inconclusive, 4 invalid),
 or 0 without a gate; ``plan.plan_logged_abtest`` (``--plan``) uses the same
-data to size a future experiment. Neither prints nor exits; every error is a
-``RecsimError``. Options the gate fixes (metrics, alpha, split, correction,
-relative CI) may be repeated but not contradicted.
+data to size a future experiment. Given a registry, the report records which
+model each arm's label names (``models``), resolved when the report is
+written, so ``recsim promote`` can check it promotes the model that was
+tested. Neither prints nor exits; every error is a ``RecsimError``. Options
+the gate fixes (metrics, alpha, split, correction, relative CI) may be
+repeated but not contradicted.
 """
 
 from __future__ import annotations
@@ -113,6 +116,38 @@ class GatedReport:
 
 
 @dataclass(frozen=True)
+class ArmModel:
+    """The registry model an arm's label names, pinned by its fingerprint."""
+
+    spec: str
+    """The arm's label as given: a model name or an alias."""
+    name: str
+    """The model's name (an alias resolved when the report was written)."""
+    fingerprint: str
+    """`ModelEntry.fingerprint` of the model then."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the model as JSON-ready values."""
+        return {"spec": self.spec, "name": self.name, "fingerprint": self.fingerprint}
+
+
+def resolve_arm_model(label: str, registry: Path | str) -> ArmModel | None:
+    """Return the model ``label`` names in ``registry``, or None if it names none.
+
+    A label that is not a model name or a set alias, a missing registry or an
+    unreadable model is no error: a logged test's arms need not be models.
+    """
+    from recsim_cli.errors import UserError
+    from recsim_cli.registry import Registry
+
+    try:
+        entry = Registry(registry).open(label)
+        return ArmModel(spec=label, name=entry.name, fingerprint=entry.fingerprint)
+    except UserError:
+        return None
+
+
+@dataclass(frozen=True)
 class AbTestReport(GatedReport):
     """An analysed logged experiment, and the gate's decision when a gate was given."""
 
@@ -124,6 +159,10 @@ class AbTestReport(GatedReport):
     seed: int
     pre_days: int
     warnings: tuple[str, ...]
+    models: dict[str, ArmModel | None] = field(
+        default_factory=lambda: {"control": None, "treatment": None}
+    )
+    """The registry model each arm's label named when the test was analysed, or None."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return every number, method and input of the report as JSON-ready values."""
@@ -135,6 +174,10 @@ class AbTestReport(GatedReport):
             "seed": self.seed,
             "input": self.fingerprint.to_dict(),
             "experiment": self.logged.to_dict(),
+            "models": {
+                arm: None if model is None else model.to_dict()
+                for arm, model in self.models.items()
+            },
             **self.outcome_dict(),
         }
 
@@ -342,6 +385,7 @@ def run_logged_abtest(
     gate: Gate | Path | str | None = None,
     both_arms: BothArms | None = None,
     seed: int = 0,
+    registry: Path | str | None = None,
     progress: Progress = no_progress,
 ) -> AbTestReport:
     """Analyse the logged experiment ``control`` against ``treatment`` in dataset ``data``.
@@ -350,6 +394,8 @@ def run_logged_abtest(
     metrics ctr, watch_time and session_depth, no guardrails, alpha 0.05,
     a 50/50 split, Holm, Fieller. ``both_arms`` defaults to "exclude" in the
     split design and "keep" in the paired one. ``seed`` seeds the bootstrap.
+    With ``registry``, an arm label that names a model or an alias there is
+    recorded with the model's name and fingerprint (`ArmModel`).
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a whole number of at least 0; got {seed!r}.")
@@ -400,4 +446,8 @@ def run_logged_abtest(
         seed=seed,
         pre_days=pre_days,
         warnings=prepared.warnings,
+        models={
+            "control": None if registry is None else resolve_arm_model(control, registry),
+            "treatment": None if registry is None else resolve_arm_model(treatment, registry),
+        },
     )
