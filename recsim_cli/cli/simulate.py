@@ -40,7 +40,14 @@ def simulate_command(
     items: Annotated[
         int, typer.Option("--items", help="Number of videos in the catalogue.")
     ] = 3000,
-    days: Annotated[int, typer.Option("--days", help="Days of logs.")] = 14,
+    days: Annotated[
+        int | None,
+        typer.Option(
+            "--days",
+            help="Days of logs. \\[default: 14; with --continue: 7]",
+            show_default=False,
+        ),
+    ] = None,
     slate_size: Annotated[
         int, typer.Option("--slate-size", help="Videos per homepage slate (S).")
     ] = 10,
@@ -50,7 +57,11 @@ def simulate_command(
     ] = 100,
     epsilon: Annotated[
         float,
-        typer.Option("--epsilon", help="Share of slates the logging policy draws at random."),
+        typer.Option(
+            "--epsilon",
+            help="Share of slates drawn at random: from the pool, or with --continue from the "
+            "served list.",
+        ),
     ] = 0.2,
     start: Annotated[
         str, typer.Option("--start", help="First day of the logs (UTC), as YYYY-MM-DD.")
@@ -73,6 +84,71 @@ def simulate_command(
             show_default=False,
         ),
     ] = None,
+    continue_: Annotated[
+        bool,
+        typer.Option(
+            "--continue",
+            help="Log the next days of the world in --world, served from --serve's lists.",
+        ),
+    ] = False,
+    world: Annotated[
+        Path | None,
+        typer.Option(
+            "--world",
+            help="With --continue: the folder an earlier simulate or --continue wrote.",
+            file_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    serve: Annotated[
+        str | None,
+        typer.Option(
+            "--serve",
+            metavar="NAME",
+            help="With --continue: the registry model or alias whose lists serve the new days.",
+            show_default=False,
+        ),
+    ] = None,
+    from_url: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="URL",
+            help="With --continue: read --serve's lists from the store it was exported to, "
+            "e.g. sqlite:///recs.db. \\[default: make them from the registry model]",
+            show_default=False,
+        ),
+    ] = None,
+    test: Annotated[
+        str | None,
+        typer.Option(
+            "--test",
+            metavar="NAME",
+            help="With --continue: a model served to --test-share of the users, a live test.",
+            show_default=False,
+        ),
+    ] = None,
+    test_share: Annotated[
+        float | None,
+        typer.Option(
+            "--test-share",
+            metavar="SHARE",
+            help="Share of users hashed into the --test model. \\[default: 0.01]",
+            show_default=False,
+        ),
+    ] = None,
+    registry: RegistryDir = DEFAULT_REGISTRY,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="With --continue: the dataset the lists are made from. "
+            "\\[default: the model's dataset]",
+            envvar="RECSIM_DATA",
+            file_okay=False,
+            show_default=False,
+        ),
+    ] = None,
     seed: Seed = 0,
     json: JsonFlag = False,
 ) -> None:
@@ -84,15 +160,47 @@ def simulate_command(
     behaviour model in docs/simulator.md. The world's parameters and latent
     arrays are saved beside the logs, so the truth is known. With --policies,
     each user is assigned at random to one arm, whose policy serves all of the
-    user's sessions: a logged A/B test for `recsim abtest`.
+    user's sessions: a logged A/B test for `recsim abtest`. With --continue,
+    the world in --world lives on: the next days are logged, served from a
+    model's lists with epsilon-exploration and exact propensities
+    (docs/loop.md).
 
     Example (writes sample_data/ again, byte for byte):
     recsim simulate --users 1200 --items 2000 --days 14 --seed 20261125 --out sample_data
+
+    Example (a week more of that world, served by pop as trained in the README):
+    recsim simulate --continue --world sample_data --serve pop --out next-week
     """
     if ctx.invoked_subcommand is not None:
         return
     if out is None:
         raise ConfigError("--out is required: give the folder to write the world and logs to.")
+    if continue_:
+        _reject_given(ctx, _NEW_WORLD_ONLY, "with --continue the world in --world fixes it")
+        if world is None:
+            raise ConfigError("--continue needs --world DIR: the folder of the world to continue.")
+        if serve is None:
+            raise ConfigError(
+                "--continue needs --serve NAME: the registry model whose lists serve the new days."
+            )
+        if test_share is not None and test is None:
+            raise ConfigError("--test-share needs --test: name the model the live test serves.")
+        _continue(
+            world,
+            out,
+            serve=serve,
+            days=7 if days is None else days,
+            epsilon=epsilon,
+            source=from_url,
+            registry=registry,
+            data=data,
+            test=test,
+            test_share=0.01 if test_share is None else test_share,
+            seed=seed,
+            json=json,
+        )
+        return
+    _reject_given(ctx, _CONTINUE_ONLY, "it applies only to --continue")
 
     from recsim_cli.cli import console
     from recsim_cli.simulate import (
@@ -112,7 +220,7 @@ def simulate_command(
     config = WorldConfig(
         users=users,
         items=items,
-        days=days,
+        days=14 if days is None else days,
         slate_size=slate_size,
         pool_size=pool_size,
         epsilon=epsilon,
@@ -157,6 +265,101 @@ def simulate_command(
             for a in summary.arms
         ]
         console.out.print(console.frame_table("arms", header, arm_rows))
+
+
+_NEW_WORLD_ONLY = ("users", "items", "slate_size", "pool_size", "start", "policies", "split")
+_CONTINUE_ONLY = ("world", "serve", "from_url", "test", "test_share", "registry", "data")
+
+
+def _reject_given(ctx: typer.Context, names: tuple[str, ...], why: str) -> None:
+    """Refuse an option given on the command line that does not apply here."""
+    for param in ctx.command.params:
+        if param.name not in names:
+            continue
+        source = ctx.get_parameter_source(param.name)
+        if source is not None and source.name == "COMMANDLINE":
+            flag = max(param.opts, key=len)
+            raise ConfigError(f"{flag} does not apply here: {why}; drop it.")
+
+
+def _continue(
+    world: Path,
+    out: Path,
+    *,
+    serve: str,
+    days: int,
+    epsilon: float,
+    source: str | None,
+    registry: Path,
+    data: Path | None,
+    test: str | None,
+    test_share: float,
+    seed: int,
+    json: bool,
+) -> None:
+    """Run ``--continue``: log the next days of a saved world and print the summary."""
+    from recsim_cli.cli import console
+    from recsim_cli.simulate.continuation import continue_simulation
+
+    began = time.perf_counter()
+    with console.progress_bar(enabled=not json) as progress:
+        summary = continue_simulation(
+            world,
+            out,
+            serve=serve,
+            registry=registry,
+            days=days,
+            epsilon=epsilon,
+            source=source,
+            data=data,
+            test=test,
+            test_share=test_share,
+            seed=seed,
+            progress=progress,
+        )
+    elapsed = time.perf_counter() - began
+    if json:
+        console.print_json(summary.to_dict())
+        return
+    logs = summary.logs
+    served = ", ".join(
+        f"{a.label} ({a.model})" if a.label != a.model else a.label for a in summary.served
+    )
+    rows: list[tuple[str, object]] = [
+        ("days", f"{summary.first_day} .. {summary.last_day}"),
+        ("served by", served),
+        ("lists from", summary.served[0].source),
+        ("impressions", logs.impressions),
+        ("sessions", logs.sessions),
+        ("first session", f"s{summary.first_session:07d}"),
+        ("users (with a session)", logs.users),
+        ("items (published on these days)", f"{logs.items:,} ({summary.new_items:,})"),
+        ("CTR", logs.ctr),
+        ("mean watch time per session (s)", logs.mean_watch_time_per_session_s),
+        ("mean session depth (videos)", logs.mean_session_depth),
+        ("mean slates per session", logs.mean_slates_per_session),
+        ("exploration share", logs.exploration_share),
+        ("epsilon", summary.epsilon),
+        ("seed", str(logs.seed)),
+        ("written to", str(out)),
+        ("time (s)", round(elapsed, 1)),
+    ]
+    console.out.print(console.key_value_table("recsim simulate --continue", rows))
+    if len(logs.arms) > 1:
+        header = ["policy", "model", "share", "users", "CTR", "watch s/session", "depth"]
+        arm_rows = [
+            (
+                a.label,
+                a.policy,
+                f"{100 * a.share:.3g}%",
+                a.users,
+                a.ctr,
+                a.mean_watch_time_per_session_s,
+                a.mean_session_depth,
+            )
+            for a in logs.arms
+        ]
+        console.out.print(console.frame_table("live test", header, arm_rows))
 
 
 @app.command("abtest")

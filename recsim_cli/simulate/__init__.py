@@ -6,7 +6,9 @@ later work (true online A/B tests, logging any policy): the behaviour model is
 in ``behaviour``, the policy seam (``SlatePolicy``) in ``policy``, and
 ``simulate_sessions`` runs any policy in a world. Named live policies
 (``policies.POLICIES``) and ``WorldConfig.arms`` split users between them, as
-in a logged A/B test. See docs/simulator.md.
+in a logged A/B test. ``continue_simulation`` logs the next days of a saved
+world, served from a model's lists (``continuation``, ``deployment``). See
+docs/simulator.md and docs/loop.md.
 """
 
 from recsim_cli.simulate.arms import Arm, arms_from_names
@@ -29,6 +31,7 @@ from recsim_cli.simulate.config import (
     WorldConfig,
     parse_start,
 )
+from recsim_cli.simulate.continuation import ContinuationSummary, continue_simulation
 from recsim_cli.simulate.logs import (
     ArmSummary,
     SimulationSummary,
@@ -50,6 +53,7 @@ __all__ = [
     "Arm",
     "ArmSummary",
     "BehaviourParams",
+    "ContinuationSummary",
     "Impressions",
     "LoggingParams",
     "LoggingPolicy",
@@ -69,6 +73,7 @@ __all__ = [
     "build_world",
     "click_probability",
     "continue_probability",
+    "continue_simulation",
     "draw_sessions",
     "events_frame",
     "examination_probability",

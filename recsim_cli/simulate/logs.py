@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from recsim_cli.simulate.arms import Arm
 from recsim_cli.simulate.config import CATEGORIES, DEVICES
 from recsim_cli.simulate.sessions import Impressions, Sessions
 from recsim_cli.simulate.world import IntArray, World
@@ -34,17 +36,22 @@ def events_frame(
     sessions: Sessions,
     impressions: Impressions,
     user_arm: IntArray | None = None,
+    *,
+    arm_labels: Sequence[str] | None = None,
+    first_session: int = 0,
 ) -> pl.DataFrame:
     """Return one row per impression with the columns of ``events.csv.gz``.
 
     ``ts`` is a UTC datetime; ids are strings: users ``u000123``, items
-    ``v004567``, sessions ``s0000042`` (numbered in order of start). With
-    ``user_arm`` (each user's index into ``world.config.arms``) a ``policy``
-    column holds the label of the arm that served the impression, before
-    ``explore`` as in the data contract.
+    ``v004567``, sessions ``s0000042`` (numbered in order of start, from
+    ``first_session``, so a continuation's ids follow the earlier logs'). With
+    ``user_arm`` (each user's index into ``arm_labels``, by default the labels
+    of ``world.config.arms``) a ``policy`` column holds the label of the arm
+    that served the impression, before ``explore`` as in the data contract.
     """
     config = world.config
     session = impressions.session
+    session_ids = id_series("s", len(sessions), 7, start=first_session)
     frame = pl.DataFrame(
         {
             "user_id": id_series("u", config.users, 6).gather(sessions.user[session]),
@@ -52,7 +59,7 @@ def events_frame(
             "ts": pl.Series(impressions.ts * 1000, dtype=pl.Int64).cast(
                 pl.Datetime("ms", time_zone="UTC")
             ),
-            "session_id": id_series("s", len(sessions), 7).gather(session),
+            "session_id": session_ids.gather(session),
             "slate": pl.Series(impressions.slate, dtype=pl.Int32),
             "position": pl.Series(impressions.position, dtype=pl.Int32),
             "clicked": impressions.clicked,
@@ -64,7 +71,9 @@ def events_frame(
     ).select(EVENT_COLUMNS)
     if user_arm is None:
         return frame
-    labels = pl.Series([arm.label for arm in config.arms], dtype=pl.String)
+    if arm_labels is None:
+        arm_labels = [arm.label for arm in config.arms]
+    labels = pl.Series(list(arm_labels), dtype=pl.String)
     policy = labels.gather(user_arm[sessions.user[session]]).alias("policy")
     return frame.insert_column(frame.columns.index("explore"), policy)
 
@@ -83,10 +92,14 @@ def items_frame(world: World) -> pl.DataFrame:
     ).select(ITEM_COLUMNS)
 
 
-def id_series(prefix: str, count: int, min_digits: int) -> pl.Series:
-    """Return the ids of ``count`` things: ``prefix`` and a zero-padded index (``u000042``)."""
-    width = max(min_digits, len(str(max(count - 1, 0))))
-    digits = pl.Series(np.arange(count), dtype=pl.Int64).cast(pl.String).str.zfill(width)
+def id_series(prefix: str, count: int, min_digits: int, start: int = 0) -> pl.Series:
+    """Return the ids of ``count`` things: ``prefix`` and a zero-padded index (``u000042``).
+
+    Indices run from ``start``; the width is that of ids 0 .. start + count - 1.
+    """
+    width = max(min_digits, len(str(max(start + count - 1, 0))))
+    index = np.arange(start, start + count)
+    digits = pl.Series(index, dtype=pl.Int64).cast(pl.String).str.zfill(width)
     return (prefix + digits).alias(prefix)
 
 
@@ -146,12 +159,21 @@ def summarize(
     sessions: Sessions,
     impressions: Impressions,
     user_arm: IntArray | None = None,
+    *,
+    arms: Sequence[Arm] | None = None,
+    seed: int | None = None,
 ) -> SimulationSummary:
-    """Compute the headline figures of a simulation, per arm too when ``user_arm`` is given."""
+    """Compute the headline figures of a simulation, per arm too when ``user_arm`` is given.
+
+    ``arms`` are what ``user_arm`` indexes (default ``world.config.arms``);
+    ``seed`` is the one recorded (default the world's).
+    """
     n_imp, n_ses = len(impressions), len(sessions)
     clicks = int(impressions.clicked.sum())
     n_slates = int((impressions.position == 0).sum())
-    arms = () if user_arm is None else _arm_summaries(world, sessions, impressions, user_arm)
+    if arms is None:
+        arms = world.config.arms
+    by_arm = () if user_arm is None else _arm_summaries(arms, sessions, impressions, user_arm)
     return SimulationSummary(
         impressions=n_imp,
         sessions=n_ses,
@@ -164,15 +186,15 @@ def summarize(
         mean_session_depth=_ratio(clicks, n_ses),
         mean_slates_per_session=_ratio(n_slates, n_ses),
         exploration_share=_ratio(int(impressions.explore.sum()), n_imp),
-        seed=world.config.seed,
-        arms=arms,
+        seed=world.config.seed if seed is None else seed,
+        arms=by_arm,
     )
 
 
 def _arm_summaries(
-    world: World, sessions: Sessions, impressions: Impressions, user_arm: IntArray
+    arms: Sequence[Arm], sessions: Sessions, impressions: Impressions, user_arm: IntArray
 ) -> tuple[ArmSummary, ...]:
-    k = len(world.config.arms)
+    k = len(arms)
     session_arm = user_arm[sessions.user]
     impression_arm = session_arm[impressions.session]
     users = np.bincount(user_arm[np.unique(sessions.user)], minlength=k)
@@ -194,7 +216,7 @@ def _arm_summaries(
             mean_watch_time_per_session_s=_ratio(float(watch[a]), int(n_ses[a])),
             mean_session_depth=_ratio(float(clicks[a]), int(n_ses[a])),
         )
-        for a, arm in enumerate(world.config.arms)
+        for a, arm in enumerate(arms)
     )
 
 

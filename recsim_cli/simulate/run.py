@@ -9,8 +9,12 @@ what they drew before arms existed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import polars as pl
 
 from recsim_cli.errors import ConfigError
 from recsim_cli.io import write_csv_gz_atomic
@@ -83,15 +87,35 @@ def write_logs(
 
     Each file is replaced whole or not at all; ``world.json`` is written last.
     """
+    return write_world_files(
+        out,
+        logs.world,
+        lambda: events_frame(logs.world, logs.sessions, logs.impressions, logs.user_arm),
+        progress=progress,
+    )
+
+
+def write_world_files(
+    out: Path | str,
+    world: World,
+    events: Callable[[], pl.DataFrame],
+    *,
+    progress: Progress = no_progress,
+    continuation: dict[str, Any] | None = None,
+) -> list[Path]:
+    """Write the catalogue, ``events()``, then the world into ``out``; return the paths.
+
+    Each file is replaced whole or not at all; ``world.json`` (with the
+    ``continuation`` record, when given) is written last.
+    """
     out = check_out(out)
     progress("write", 0, 3)
     try:
-        write_csv_gz_atomic(as_csv_text(items_frame(logs.world)), out / ITEMS_FILE)
+        write_csv_gz_atomic(as_csv_text(items_frame(world)), out / ITEMS_FILE)
         progress("write", 1, 3)
-        events = events_frame(logs.world, logs.sessions, logs.impressions, logs.user_arm)
-        write_csv_gz_atomic(as_csv_text(events), out / EVENTS_FILE)
+        write_csv_gz_atomic(as_csv_text(events()), out / EVENTS_FILE)
         progress("write", 2, 3)
-        json_path, npz_path = save_world(logs.world, out)
+        json_path, npz_path = save_world(world, out, continuation)
     except OSError as exc:
         raise ConfigError(
             f"cannot write to --out {out} ({exc.strerror}); give a folder you can write to."

@@ -59,8 +59,11 @@ class Impressions:
         return len(self.item)
 
 
-def draw_sessions(world: World, rng: np.random.Generator) -> Sessions:
+def draw_sessions(world: World, rng: np.random.Generator, days: IntArray | None = None) -> Sessions:
     """Draw each user's sessions of each day: Poisson counts, start hours, devices.
+
+    ``days`` (world day indices, increasing) limits the draw to those days, as
+    a continuation of the logs does; by default every day of the world.
 
     The number of sessions of user u on day d is Poisson(activity_u, times
     weekend_factor on Saturdays and Sundays); a start hour is the user's peak
@@ -70,12 +73,13 @@ def draw_sessions(world: World, rng: np.random.Generator) -> Sessions:
     at random.
     """
     config, pop = world.config, world.config.population
-    weekday = (config.start.weekday() + np.arange(config.days)) % 7
+    day_index = np.arange(config.days) if days is None else np.asarray(days, dtype=np.int64)
+    weekday = (config.start.weekday() + day_index) % 7
     day_factor = np.where(np.isin(weekday, _WEEKEND), pop.weekend_factor, 1.0)
     counts = rng.poisson(world.user_activity[:, None] * day_factor[None, :])
-    user, day = np.nonzero(counts)
-    repeat = counts[user, day]
-    user, day = np.repeat(user, repeat), np.repeat(day, repeat)
+    user, column = np.nonzero(counts)
+    repeat = counts[user, column]
+    user, day = np.repeat(user, repeat), np.repeat(day_index[column], repeat)
     n = len(user)
     hour = world.user_peak_hour[user] + world.user_hour_spread[user] * rng.standard_normal(n)
     second = np.floor(np.mod(hour, 24.0) * 3600).astype(np.int64)

@@ -19,7 +19,7 @@ import numpy as np
 from recsim_cli.errors import DatasetError
 from recsim_cli.io import sha256_file, write_bytes_atomic, write_json_atomic
 from recsim_cli.simulate.config import CATEGORIES, DEVICES, WorldConfig
-from recsim_cli.simulate.world import ARRAY_DTYPES, World, back_catalogue_size
+from recsim_cli.simulate.world import ARRAY_DTYPES, World
 
 FORMAT_VERSION = 1
 WORLD_JSON = "world.json"
@@ -27,17 +27,30 @@ WORLD_NPZ = "world.npz"
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time zip can record
 
 
-def world_metadata(world: World, arrays_sha256: str) -> dict[str, Any]:
-    """Return the content of ``world.json``."""
-    return {
+def world_metadata(
+    world: World, arrays_sha256: str, continuation: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Return the content of ``world.json``.
+
+    ``continuation`` (what ``recsim simulate --continue`` logged, see
+    ``simulate.continuation``) is recorded under its own key, only when given.
+    The back catalogue is counted from the arrays (items published before the
+    first day), which for a new world is ``back_catalogue_size``.
+    """
+    meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "kind": "recsim simulated world",
         "config": world.config.to_dict(),
         "categories": list(CATEGORIES),
         "devices": list(DEVICES),
-        "back_catalogue_items": back_catalogue_size(world.config),
+        "back_catalogue_items": int(
+            np.searchsorted(world.item_published_ts, world.start_ts, side="left")
+        ),
         "arrays": {"file": WORLD_NPZ, "sha256": arrays_sha256, "names": sorted(ARRAY_DTYPES)},
     }
+    if continuation is not None:
+        meta["continuation"] = continuation
+    return meta
 
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
@@ -57,17 +70,24 @@ def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def save_world(world: World, folder: Path | str) -> tuple[Path, Path]:
+def save_world(
+    world: World, folder: Path | str, continuation: dict[str, Any] | None = None
+) -> tuple[Path, Path]:
     """Write ``world.npz`` then ``world.json`` into ``folder`` atomically; return both paths."""
     folder = Path(folder)
     npz_path, json_path = folder / WORLD_NPZ, folder / WORLD_JSON
     write_bytes_atomic(npz_path, npz_bytes(world.arrays()))
-    write_json_atomic(json_path, world_metadata(world, sha256_file(npz_path)))
+    write_json_atomic(json_path, world_metadata(world, sha256_file(npz_path), continuation))
     return json_path, npz_path
 
 
 def load_world(folder: Path | str) -> World:
     """Read the world saved in ``folder``, exactly as it was built."""
+    return load_world_metadata(folder)[0]
+
+
+def load_world_metadata(folder: Path | str) -> tuple[World, dict[str, Any]]:
+    """Read the world saved in ``folder`` and the whole of its ``world.json``."""
     folder = Path(folder)
     json_path = folder / WORLD_JSON
     try:
@@ -92,7 +112,7 @@ def load_world(folder: Path | str) -> World:
     with np.load(npz_path, allow_pickle=False) as npz:
         arrays = {name: npz[name] for name in npz.files}
     _check_arrays(arrays, config, npz_path)
-    return World(config=config, **arrays)
+    return World(config=config, **arrays), meta
 
 
 def _check_arrays(arrays: dict[str, np.ndarray], config: WorldConfig, path: Path) -> None:

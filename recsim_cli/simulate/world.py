@@ -83,15 +83,9 @@ def build_world(config: WorldConfig, rng: np.random.Generator) -> World:
     category_share = rng.dirichlet(np.full(n_cat, 2.0))
 
     published = _publication_times(config, rng)
-    n_items = config.items
-    category = rng.choice(n_cat, size=n_items, p=category_share).astype(np.int64)
-    topic_noise = rng.standard_normal((n_items, pop.n_factors)) * (
-        pop.topic_noise / np.sqrt(pop.n_factors)
+    category, topic, quality, duration_s = draw_item_traits(
+        config, centroids, category_share, config.items, rng
     )
-    topic = unit_rows(centroids[category] + topic_noise)
-    quality = rng.standard_normal(n_items)
-    duration = rng.lognormal(np.log(pop.duration_median_s), pop.duration_sigma, size=n_items)
-    duration_s = np.clip(np.rint(duration), pop.duration_min_s, pop.duration_max_s).astype(np.int64)
 
     n_users = config.users
     favourite = rng.choice(n_cat, size=(n_users, 2), p=category_share)
@@ -125,6 +119,30 @@ def build_world(config: WorldConfig, rng: np.random.Generator) -> World:
         item_duration_s=duration_s,
         item_category=category,
     )
+
+
+def draw_item_traits(
+    config: WorldConfig,
+    centroids: FloatArray,
+    category_share: FloatArray,
+    n_items: int,
+    rng: np.random.Generator,
+) -> tuple[IntArray, FloatArray, FloatArray, IntArray]:
+    """Draw ``n_items`` items' category, topic, quality and duration (s), in that order.
+
+    Uploads of a continued world (``recsim simulate --continue``) are drawn
+    the same way as the world's first items.
+    """
+    pop = config.population
+    category = rng.choice(len(category_share), size=n_items, p=category_share).astype(np.int64)
+    topic_noise = rng.standard_normal((n_items, pop.n_factors)) * (
+        pop.topic_noise / np.sqrt(pop.n_factors)
+    )
+    topic = unit_rows(centroids[category] + topic_noise)
+    quality = rng.standard_normal(n_items)
+    duration = rng.lognormal(np.log(pop.duration_median_s), pop.duration_sigma, size=n_items)
+    duration_s = np.clip(np.rint(duration), pop.duration_min_s, pop.duration_max_s).astype(np.int64)
+    return category, topic, quality, duration_s
 
 
 def back_catalogue_size(config: WorldConfig) -> int:
