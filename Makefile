@@ -49,12 +49,19 @@ demo: $(STAMP)
 		|| echo "recsim abtest exited $$? (0 ship, 1 no ship, 3 inconclusive, 4 invalid)"
 	$(BIN)/recsim simulate abtest --world $(DEMO)/ope-logs --registry $(DEMO)/ope-models \
 		--control pop --treatment als-lgbm --replicates 50
+	$(BIN)/recsim simulate --users 2000 --items 2000 --days 14 --seed 1 \
+		--policies prod,personal --split 50/50 --out $(DEMO)/ab-logs
+	$(BIN)/recsim ingest $(DEMO)/ab-logs/events.csv.gz --items $(DEMO)/ab-logs/items.csv.gz \
+		--data $(DEMO)/ab-data --replace
+	$(BIN)/recsim abtest --data $(DEMO)/ab-data --arm-column policy \
+		--control prod --treatment personal --gate examples/gate.toml \
+		--report $(DEMO)/abtest.json --markdown $(DEMO)/abtest.md
 	@echo "== Promotion: a first production model (forced: there is nothing to compare it"
 	@echo "== with), then als-lgbm gated against it, promoted to the live test, exported"
 	$(BIN)/recsim train fresh --data $(DEMO)/ope-data --registry $(DEMO)/ope-models \
 		--candidates fresh --ranker none --config examples/whole-catalogue.toml --force
 	$(BIN)/recsim promote fresh --to production --registry $(DEMO)/ope-models --force \
-		--reason "bootstrap: the first production model"
+		--reason bootstrap
 	$(BIN)/recsim abtest --control production --treatment als-lgbm --data $(DEMO)/ope-data \
 		--registry $(DEMO)/ope-models --gate examples/offpolicy-gate.toml \
 		--report $(DEMO)/gate.json --markdown $(DEMO)/gate.md
@@ -63,13 +70,6 @@ demo: $(STAMP)
 	$(BIN)/recsim promote --history --registry $(DEMO)/ope-models
 	$(BIN)/recsim export candidate --registry $(DEMO)/ope-models --to sqlite:///$(DEMO)/recs.db
 	$(BIN)/recsim serve-check --from sqlite:///$(DEMO)/recs.db --users 10000
-	$(BIN)/recsim simulate --users 2000 --items 2000 --days 14 --seed 1 \
-		--policies prod,personal --split 50/50 --out $(DEMO)/ab-logs
-	$(BIN)/recsim ingest $(DEMO)/ab-logs/events.csv.gz --items $(DEMO)/ab-logs/items.csv.gz \
-		--data $(DEMO)/ab-data --replace
-	$(BIN)/recsim abtest --data $(DEMO)/ab-data --arm-column policy \
-		--control prod --treatment personal --gate examples/gate.toml \
-		--report $(DEMO)/abtest.json --markdown $(DEMO)/abtest.md
 
 ## test: lint, format check, type check and the test suite (without slow tests)
 test: $(STAMP)
