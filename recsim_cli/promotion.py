@@ -35,7 +35,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
@@ -263,50 +263,17 @@ class HistoryEntry:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the entry as ``history.json`` stores it."""
-        return {
-            "id": self.id,
-            "action": self.action,
-            "alias": self.alias,
-            "model": self.model,
-            "fingerprint": self.fingerprint,
-            "previous_model": self.previous_model,
-            "previous_fingerprint": self.previous_fingerprint,
-            "when": self.when,
-            "report": self.report,
-            "report_sha256": self.report_sha256,
-            "verdict": self.verdict,
-            "evidence": self.evidence,
-            "forced": self.forced,
-            "overridden": list(self.overridden),
-            "reason": self.reason,
-            "user": self.user,
-            "export": self.export,
-            "undoes": self.undoes,
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {
+            "overridden": list(self.overridden)
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: Path) -> HistoryEntry:
         """Rebuild an entry of ``history.json``; a malformed one is a `UserError`."""
         try:
+            values = {f.name: data[f.name] for f in fields(cls) if f.name != "undoes"}
             entry = cls(
-                id=data["id"],
-                action=data["action"],
-                alias=data["alias"],
-                model=data["model"],
-                fingerprint=data["fingerprint"],
-                previous_model=data["previous_model"],
-                previous_fingerprint=data["previous_fingerprint"],
-                when=data["when"],
-                report=data["report"],
-                report_sha256=data["report_sha256"],
-                verdict=data["verdict"],
-                evidence=data["evidence"],
-                forced=data["forced"],
-                overridden=tuple(data["overridden"]),
-                reason=data["reason"],
-                user=data["user"],
-                export=data["export"],
-                undoes=data.get("undoes"),
+                **values | {"overridden": tuple(data["overridden"])}, undoes=data.get("undoes")
             )
         except (KeyError, TypeError) as exc:
             raise _corrupt(source, f"an entry lacks {exc}") from None

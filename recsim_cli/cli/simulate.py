@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -251,20 +252,27 @@ def simulate_command(
     ]
     console.out.print(console.key_value_table("recsim simulate", rows))
     if summary.arms:
-        header = ["arm", "policy", "share", "users", "CTR", "watch s/session", "depth"]
-        arm_rows = [
-            (
-                a.label,
-                a.policy,
-                f"{100 * a.share:.3g}%",
-                a.users,
-                a.ctr,
-                a.mean_watch_time_per_session_s,
-                a.mean_session_depth,
-            )
-            for a in summary.arms
-        ]
-        console.out.print(console.frame_table("arms", header, arm_rows))
+        _print_arms("arms", ["arm", "policy"], summary.arms)
+
+
+def _print_arms(title: str, names: list[str], arms: Sequence[Any]) -> None:
+    """Print one row per arm of a simulation: its label, policy, share and outcomes."""
+    from recsim_cli.cli import console
+
+    header = [*names, "share", "users", "CTR", "watch s/session", "depth"]
+    rows = [
+        (
+            a.label,
+            a.policy,
+            f"{100 * a.share:.3g}%",
+            a.users,
+            a.ctr,
+            a.mean_watch_time_per_session_s,
+            a.mean_session_depth,
+        )
+        for a in arms
+    ]
+    console.out.print(console.frame_table(title, header, rows))
 
 
 _NEW_WORLD_ONLY = ("users", "items", "slate_size", "pool_size", "start", "policies", "split")
@@ -346,20 +354,7 @@ def _continue(
     ]
     console.out.print(console.key_value_table("recsim simulate --continue", rows))
     if len(logs.arms) > 1:
-        header = ["policy", "model", "share", "users", "CTR", "watch s/session", "depth"]
-        arm_rows = [
-            (
-                a.label,
-                a.policy,
-                f"{100 * a.share:.3g}%",
-                a.users,
-                a.ctr,
-                a.mean_watch_time_per_session_s,
-                a.mean_session_depth,
-            )
-            for a in logs.arms
-        ]
-        console.out.print(console.frame_table("live test", header, arm_rows))
+        _print_arms("live test", ["policy", "model"], logs.arms)
 
 
 @app.command("abtest")
