@@ -1,6 +1,7 @@
 """Benchmark abtest: a logged A/B test's analysis, and estimates of two models from logs.
 
 Run: .venv/bin/python bench/abtest.py [--sizes 1m 5m] [--offpolicy-rows 10000000]
+     [--workdir DIR]
 
 Logged: simulates a prod/personal experiment, writes its events as one
 Parquet file (what a dataset holds), then times ``aggregate_experiment``
@@ -230,44 +231,63 @@ def _numpy_reference(folder: Path) -> dict[str, float]:
     }
 
 
-def run_offpolicy(rows: int) -> None:
-    """Prepare the logs and lists, then time each estimator in its own process."""
+def run_offpolicy(rows: int, workdir: Path | None = None) -> None:
+    """Prepare the logs and lists, then time each estimator in its own process.
+
+    With ``workdir``, the prepared files are kept there and reused by a later
+    run with the same ``rows`` (preparing 10M impressions takes minutes).
+    """
+    if workdir is None:
+        with tempfile.TemporaryDirectory() as name:
+            _offpolicy_in(rows, Path(name))
+    else:
+        _offpolicy_in(rows, workdir)
+
+
+def _offpolicy_in(rows: int, folder: Path) -> None:
     import json
     import subprocess
     import sys
 
-    with tempfile.TemporaryDirectory() as name:
-        folder = Path(name)
-        began = time.perf_counter()
+    facts_file = folder / f"prepared-{rows}.json"
+    began = time.perf_counter()
+    if facts_file.exists():
+        facts = json.loads(facts_file.read_text())
+        how = f"prepared earlier in {folder}"
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
         facts = prepare_offpolicy(rows, folder)
-        print(
-            f"off-policy: {facts['window_rows']:,.0f} window impressions (prepared in "
-            f"{time.perf_counter() - began:.0f} s); daily lists of two models: "
-            f"{facts['lists_s']:.1f} s",
-            flush=True,
+        facts_file.write_text(json.dumps(facts))
+        how = f"prepared in {time.perf_counter() - began:.0f} s"
+    print(
+        f"off-policy: {facts['window_rows']:,.0f} window impressions ({how}); "
+        f"daily lists of two models: {facts['lists_s']:.1f} s",
+        flush=True,
+    )
+    for which in (*WEIGHTED, "numpy", "dm-dr"):
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", which, str(folder)],
+            capture_output=True,
+            text=True,
+            check=True,
         )
-        for which in (*WEIGHTED, "numpy", "dm-dr"):
-            proc = subprocess.run(
-                [sys.executable, __file__, "--child", which, str(folder)],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            out = json.loads(proc.stdout.strip().splitlines()[-1])
-            timings = ", ".join(
-                f"{k.removesuffix('_s')} {v:.1f} s" for k, v in out.items() if k.endswith("_s")
-            )
-            values = ", ".join(f"{k} {v:.5f}" for k, v in out.items() if "first_slate_ctr" in k)
-            print(
-                f"  {which}: {timings}; peak RSS {out['peak_rss_mb']:,.0f} MB; {values}",
-                flush=True,
-            )
+        out = json.loads(proc.stdout.strip().splitlines()[-1])
+        timings = ", ".join(
+            f"{k.removesuffix('_s')} {v:.1f} s" for k, v in out.items() if k.endswith("_s")
+        )
+        values = ", ".join(f"{k} {v:.5f}" for k, v in out.items() if "first_slate_ctr" in k)
+        print(f"  {which}: {timings}; peak RSS {out['peak_rss_mb']:,.0f} MB; {values}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="*", choices=sorted(SIZES), default=sorted(SIZES))
     parser.add_argument("--offpolicy-rows", type=int, default=10_000_000)
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="keep the prepared off-policy files here and reuse them on the next run",
+    )
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -276,7 +296,7 @@ def main() -> None:
     for label in args.sizes:
         run(label, SIZES[label])
     if args.offpolicy_rows:
-        run_offpolicy(args.offpolicy_rows)
+        run_offpolicy(args.offpolicy_rows, args.workdir)
 
 
 if __name__ == "__main__":
