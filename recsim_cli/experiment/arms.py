@@ -260,6 +260,10 @@ def parse_window(text: str) -> tuple[datetime, datetime]:
 # -- the lists ---------------------------------------------------------------------------
 
 
+LIST_BATCH_USERS: Final = 50_000
+"""Users per `recommend` call when a model makes its daily lists."""
+
+
 def daily_lists(
     arm: PolicyArm,
     *,
@@ -345,15 +349,18 @@ def _model_lists(
             if todays.is_empty():
                 continue
         history, items = serving_inputs(dataset, as_of, events=events)
-        recs = model.recommend(todays, length, history=history, items=items, as_of=as_of)
-        frames.append(
-            recs.select(
-                "user_id",
-                pl.lit(day, dtype=pl.Date).alias("day"),
-                (pl.col("rank") - 1).alias("rank"),
-                "item_id",
+        # In batches of users: a model's scoring memory grows with the users it scores at once.
+        for start in range(0, todays.len(), LIST_BATCH_USERS):
+            batch = todays.slice(start, LIST_BATCH_USERS)
+            recs = model.recommend(batch, length, history=history, items=items, as_of=as_of)
+            frames.append(
+                recs.select(
+                    "user_id",
+                    pl.lit(day, dtype=pl.Date).alias("day"),
+                    (pl.col("rank") - 1).alias("rank"),
+                    "item_id",
+                )
             )
-        )
     progress(task, len(days), len(days))
     if not frames:
         return pl.DataFrame(schema=LIST_SCHEMA)
