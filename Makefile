@@ -27,7 +27,7 @@ demo: $(STAMP)
 	$(BIN)/recsim models --registry $(DEMO)/models
 	$(BIN)/recsim recommend als-lgbm --registry $(DEMO)/models --k 10 --out $(DEMO)/recs.parquet
 	$(BIN)/recsim evaluate pop als-lgbm --registry $(DEMO)/models --k 10 \
-		--json $(DEMO)/evaluate.json
+		--json $(DEMO)/evaluate.json --html reports/evaluate.html
 	@echo "== Estimate an A/B test of pop and als-lgbm from the sample logs (an invalid"
 	@echo "== result is expected: the logging policy rarely shows what the models recommend)"
 	$(BIN)/recsim abtest --control pop --treatment als-lgbm --data $(DEMO)/recsim-data \
@@ -55,7 +55,7 @@ demo: $(STAMP)
 		--data $(DEMO)/ab-data --replace
 	$(BIN)/recsim abtest --data $(DEMO)/ab-data --arm-column policy \
 		--control prod --treatment personal --gate examples/gate.toml \
-		--report $(DEMO)/abtest.json --markdown $(DEMO)/abtest.md
+		--report $(DEMO)/abtest.json --markdown $(DEMO)/abtest.md --html reports/abtest.html
 	@echo "== Promotion: a first production model (forced: there is nothing to compare it"
 	@echo "== with), then als-lgbm gated against it, promoted to the live test, exported"
 	$(BIN)/recsim train fresh --data $(DEMO)/ope-data --registry $(DEMO)/ope-models \
@@ -70,6 +70,7 @@ demo: $(STAMP)
 	$(BIN)/recsim promote --history --registry $(DEMO)/ope-models
 	$(BIN)/recsim export candidate --registry $(DEMO)/ope-models --to sqlite:///$(DEMO)/recs.db
 	$(BIN)/recsim serve-check --from sqlite:///$(DEMO)/recs.db --users 10000
+	@echo "== Reports to open in a browser: reports/evaluate.html and reports/abtest.html"
 
 ## test: lint, format check, type check and the test suite (without slow tests)
 test: $(STAMP)
@@ -102,4 +103,4 @@ sample-data: $(STAMP)
 	$(BIN)/recsim simulate --users 1200 --items 2000 --days 14 --seed 20261125 --out sample_data
 
 clean:
-	rm -rf $(VENV) $(DEMO) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(DEMO) reports .mypy_cache .ruff_cache .pytest_cache

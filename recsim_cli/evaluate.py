@@ -5,11 +5,12 @@
 files from any system), builds the truth of the held-out window, computes the
 per-user metrics of `recsim_cli.metrics` for every input on the same users,
 and summarises them: a 95% t-interval over users per mean (optionally a
-seeded Poisson bootstrap), per segment (users first seen in the window, and
-``--by COLUMN``), and, for every pair of inputs, the paired per-user
-difference with the statistics engine's paired t-test (optionally a paired
-sign-flip randomisation test), Holm-corrected across all (metric, k) tests of
-that pair. Definitions: docs/metrics.md.
+seeded Poisson bootstrap), every metric's mean at every cut-off from 1 to the
+largest k asked (the curves the HTML report plots), per segment (users first
+seen in the window, and ``--by COLUMN``), and, for every pair of inputs, the
+paired per-user difference with the statistics engine's paired t-test
+(optionally a paired sign-flip randomisation test), Holm-corrected across all
+(metric, k) tests of that pair. Definitions: docs/metrics.md.
 
 The window: after the latest cutoff of the registry models (so all are judged
 on the same days), or, with files only, the last ``test_days`` days
@@ -30,10 +31,13 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import numpy as np
 import polars as pl
 
+from recsim_cli import REPORT_SCHEMA_VERSION, __version__
 from recsim_cli.dataset import Dataset
 from recsim_cli.errors import ConfigError, DatasetError, InputFileError
 from recsim_cli.metrics import (
     METRIC_NAMES,
+    METRICS,
+    Hits,
     MapDenominator,
     metric_column,
     parse_ks,
@@ -52,6 +56,8 @@ FRESH_DAYS: Final = 7
 NEW_SEGMENT: Final = "new"
 RETURNING_SEGMENT: Final = "returning"
 ALPHA: Final = 0.05
+KIND: Final = "recsim evaluate report"
+SCHEMA_VERSION: Final = REPORT_SCHEMA_VERSION
 
 
 # -- relevance -------------------------------------------------------------------------
@@ -192,6 +198,22 @@ class PairTest:
 
 
 @dataclass(frozen=True)
+class Curve:
+    """One metric's mean over users at every cut-off k = 1, 2, ..., K, with 95% t-intervals."""
+
+    mean: tuple[float, ...]
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mean": [_num(v) for v in self.mean],
+            "ci_low": [_num(v) for v in self.low],
+            "ci_high": [_num(v) for v in self.high],
+        }
+
+
+@dataclass(frozen=True)
 class InputResult:
     """Everything measured for one input."""
 
@@ -206,6 +228,7 @@ class InputResult:
     coverage: float
     fresh_share: float
     candidate_recall: MeanCI | None
+    curves: dict[str, Curve] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -228,6 +251,7 @@ class InputResult:
             "candidate_recall": None
             if self.candidate_recall is None
             else self.candidate_recall.to_dict(),
+            "curves": {name: curve.to_dict() for name, curve in self.curves.items()},
         }
 
 
@@ -251,6 +275,7 @@ class EvalReport:
     permutations: int
     seed: int
     n_candidates: int | None
+    catalogue_items: int
     inputs: tuple[InputResult, ...]
     pairs: tuple[tuple[str, str, tuple[PairTest, ...]], ...]
     per_user: pl.DataFrame = field(repr=False)
@@ -261,7 +286,11 @@ class EvalReport:
         return [metric_column(m, k) for m in self.metrics for k in self.ks]
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON report (schema: docs/reports.md); everything the HTML report draws."""
         return {
+            "kind": KIND,
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "recsim_version": __version__,
             "data": self.data,
             "window": {
                 "start": format_ts(self.window_start),
@@ -271,7 +300,10 @@ class EvalReport:
             "new_users": self.new_users,
             "relevant_pairs": self.relevant_pairs,
             "k": list(self.ks),
+            "curve_k": list(range(1, max(self.ks) + 1)),
             "metrics": list(self.metrics),
+            "confidence": 1 - ALPHA,
+            "catalogue_items": self.catalogue_items,
             "definitions": definitions(self.map_denominator, self.relevance, self.include_seen),
             "by": self.by,
             "bootstrap": self.bootstrap,
@@ -401,6 +433,58 @@ def _summaries(
             None if boots is None else float(boots[1][j]),
         )
     return out
+
+
+def metric_curves(
+    ranked: pl.DataFrame,
+    truth: pl.DataFrame,
+    metrics: Sequence[str],
+    max_k: int,
+    map_denominator: MapDenominator = "min",
+) -> dict[str, Curve]:
+    """Each metric's mean over the users of ``truth`` at every k from 1 to ``max_k``, with CIs.
+
+    ``ranked``: user_id, item_id, rank (1-based, as `rank_lists` numbers them);
+    ``truth``: the unique relevant (user_id, item_id) pairs. The hits are
+    found once; each (metric, k) is then one ``np.bincount`` over them with the
+    metric's own function, so the curves equal the per-user metrics at every k
+    and memory stays one value per user.
+    """
+    from scipy import stats
+
+    users = (
+        truth.group_by("user_id")
+        .agg(pl.len().cast(pl.Int64).alias("n_relevant"))
+        .sort("user_id")
+        .with_row_index("_user")
+    )
+    ids = {c: truth.schema[c] for c in ("user_id", "item_id")}
+    found = (
+        ranked.select(pl.col(c).cast(dtype) for c, dtype in ids.items())
+        .with_columns(ranked["rank"].cast(pl.Int64).alias("pos"))
+        .filter(pl.col("pos") <= max_k)
+        .join(truth.select(list(ids)), on=list(ids), how="semi")
+        .join(users.select("user_id", "_user"), on="user_id")
+    )
+    user = found["_user"].to_numpy().astype(np.int64)
+    pos = found["pos"].to_numpy().astype(np.int64)
+    order = np.lexsort((pos, user))
+    user, pos = user[order], pos[order]
+    first = np.flatnonzero(np.diff(user, prepend=-1) != 0)
+    nth = np.arange(1, user.size + 1) - np.repeat(first, np.diff(np.append(first, user.size)))
+    n = users.height
+    hits = Hits(n, users["n_relevant"].to_numpy(), user, pos, nth.astype(np.int64), map_denominator)
+    t = float(stats.t.ppf(1 - ALPHA / 2, n - 1)) if n > 1 else math.nan
+    curves = {}
+    for name in metrics:
+        means, halves = np.empty(max_k), np.empty(max_k)
+        for k in range(1, max_k + 1):
+            values = METRICS[name].compute(hits, k)
+            means[k - 1] = values.mean() if n else math.nan
+            halves[k - 1] = t * values.std(ddof=1) / math.sqrt(n) if n > 1 else math.nan
+        lows, highs = (means - halves).tolist(), (means + halves).tolist()
+        curves[name] = Curve(tuple(means.tolist()), tuple(lows), tuple(highs))
+    return curves
 
 
 def compare_pair(
@@ -591,6 +675,7 @@ def evaluate(
         )
         frame = measured.per_user
         per_input.append((item, frame))
+        curves = metric_curves(ranked, truth, metric_names, max_k, map_denominator)
         top = ranked.filter((pl.col("rank") <= max_k) & pl.col("user_id").is_in(users.implode()))
         coverage = top["item_id"].n_unique() / max(catalogue.height, 1)
         fresh = top.join(fresh_items.select("item_id"), on="item_id", how="semi").height / max(
@@ -618,6 +703,7 @@ def evaluate(
                 coverage=coverage,
                 fresh_share=fresh,
                 candidate_recall=candidate_recall,
+                curves=curves,
             )
         )
     progress("evaluate", len(inputs), len(inputs))
@@ -653,6 +739,7 @@ def evaluate(
         permutations=permutations,
         seed=seed,
         n_candidates=n_candidates,
+        catalogue_items=catalogue.height,
         inputs=tuple(results),
         pairs=tuple(pairs),
         per_user=per_user,

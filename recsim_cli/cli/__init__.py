@@ -135,6 +135,7 @@ def _register() -> None:
         models,
         promote,
         recommend,
+        report,
         serve_check,
         simulate,
         train,
@@ -150,6 +151,7 @@ def _register() -> None:
     app.command("export")(export.export_command)
     app.command("serve-check")(serve_check.serve_check_command)
     app.command("promote")(promote.promote_command)
+    app.command("report")(report.report_command)
 
 
 _register()

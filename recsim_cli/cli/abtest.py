@@ -1,8 +1,8 @@
 """`recsim abtest`: analyse a logged A/B test and, with a gate, decide by the exit code.
 
 Parses the options, calls ``run_logged_abtest`` (or ``plan_logged_abtest``
-with ``--plan``), writes the JSON and Markdown reports, renders the result,
-and exits with the gate's code. Errors propagate to the group in
+with ``--plan``), writes the JSON, Markdown and HTML reports, renders the
+result, and exits with the gate's code. Errors propagate to the group in
 ``recsim_cli.cli``, which exits 2 or 70, never 0 or 1: the gate fails closed.
 Only typer and light recsim modules are imported at module level.
 """
@@ -206,6 +206,15 @@ def abtest_command(
         Path | None,
         typer.Option("--markdown", metavar="FILE.md", help="Write a Markdown summary for CI."),
     ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            metavar="FILE.html",
+            help="Write a self-contained HTML report with plots (needs recsim\\[report]).",
+            dir_okay=False,
+        ),
+    ] = None,
     plan: Annotated[
         bool,
         typer.Option("--plan", help="Print the users per arm needed to detect --mde, and exit."),
@@ -225,7 +234,8 @@ def abtest_command(
     --gate the exit code is the decision: 0 ship, 1 no ship, 3 inconclusive,
     4 invalid; without a gate it is 0 after printing the results. Errors exit
     2 (input) or 70 (bug), never 0 or 1. Statistics: docs/statistics.md;
-    gates: docs/gate.md (add --gate examples/gate.toml to the example).
+    gates: docs/gate.md (add --gate examples/gate.toml to the example); the
+    HTML report (--html): docs/reports.md.
 
     Example (simulate a logged A/B test, store it, analyse it):
     recsim simulate --users 2000 --items 2000 --policies prod,personal --out ab-logs
@@ -238,6 +248,15 @@ def abtest_command(
     from recsim_cli.experiment.plan import plan_logged_abtest
     from recsim_cli.times import parse_moment
 
+    if html is not None:
+        if plan:
+            raise ConfigError(
+                "--html draws the report of an analysis; --plan sizes one and has no report "
+                "page. Drop --html or --plan."
+            )
+        from recsim_cli.report.render import require_report_extra
+
+        require_report_extra()  # before the work, not after it
     if arm_column is None:
         _reject_logged_only(
             cuped=cuped,
@@ -271,6 +290,7 @@ def abtest_command(
             seed=seed,
             report=report,
             markdown=markdown,
+            html=html,
             json_output=json_output,
         )
         return
@@ -328,7 +348,7 @@ def abtest_command(
         return
     from recsim_cli.experiment.markdown import abtest_markdown
 
-    _write_files(report, result.to_dict, markdown, lambda: abtest_markdown(result))
+    _write_files(report, result.to_dict, markdown, lambda: abtest_markdown(result), html)
     if json_output:
         console.print_json(result.to_dict())
     else:
@@ -352,15 +372,29 @@ def _write_files(
     to_dict: Callable[[], dict[str, Any]],
     markdown: Path | None,
     to_markdown: Callable[[], str],
+    html: Path | None = None,
 ) -> None:
-    """Write the JSON report and the Markdown summary that were asked for, atomically."""
-    from recsim_cli.io import write_bytes_atomic, write_json_atomic
+    """Write the JSON report, Markdown summary and HTML page that were asked for, atomically.
 
+    The page is drawn from the JSON text, so ``recsim report`` on the saved
+    JSON gives the same bytes.
+    """
+    from recsim_cli.io import dumps_json, write_bytes_atomic
+
+    document = dumps_json(to_dict()) if report is not None or html is not None else ""
     if report is not None:
-        _write(report, "--report", lambda p: write_json_atomic(p, to_dict()))
+        data = document.encode("utf-8")
+        _write(report, "--report", lambda p: write_bytes_atomic(p, data))
     if markdown is not None:
         text = to_markdown().encode("utf-8")
         _write(markdown, "--markdown", lambda p: write_bytes_atomic(p, text))
+    if html is not None:
+        import json
+
+        from recsim_cli.report.abtest import render_abtest
+
+        page = render_abtest(json.loads(document)).encode("utf-8")
+        _write(html, "--html", lambda p: write_bytes_atomic(p, page))
 
 
 def _finish_plan(
@@ -502,6 +536,7 @@ def _run_estimate(
     *,
     report: Path | None,
     markdown: Path | None,
+    html: Path | None,
     json_output: bool,
     window: str | None,
     **options: Any,
@@ -515,7 +550,7 @@ def _run_estimate(
     bounds = None if window is None else parse_window(window)
     with console.progress_bar(enabled=not json_output) as progress:
         result = run_offpolicy_abtest(data, window=bounds, progress=progress, **options)
-    _write_files(report, result.to_dict, markdown, lambda: offpolicy_markdown(result))
+    _write_files(report, result.to_dict, markdown, lambda: offpolicy_markdown(result), html)
     if json_output:
         console.print_json(result.to_dict())
     else:

@@ -109,13 +109,22 @@ def evaluate_command(
         Path | None,
         typer.Option("--json", metavar="FILE", help="Write the report as JSON ('-' for stdout)."),
     ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            metavar="FILE",
+            help="Write a self-contained HTML report with plots (needs recsim\\[report]).",
+            dir_okay=False,
+        ),
+    ] = None,
     seed: Seed = 0,
 ) -> None:
     """Measure precision, recall, MAP, NDCG, MRR and hit rate on the held-out window.
 
     Every mean has a 95% CI over users; with two or more inputs each pair is
     compared per user (paired t-test, Holm across metrics and k). Definitions:
-    docs/metrics.md.
+    docs/metrics.md; the HTML report: docs/reports.md.
 
     Example: recsim evaluate pop als-lgbm --k 10
     """
@@ -123,6 +132,10 @@ def evaluate_command(
     from recsim_cli.evaluate import Relevance, evaluate
     from recsim_cli.io import dumps_json, write_bytes_atomic, write_parquet_atomic
 
+    if html is not None:
+        from recsim_cli.report.render import require_report_extra
+
+        require_report_extra()  # before the work, not after it
     to_stdout = json_file is not None and str(json_file) == "-"
     with console.progress_bar(enabled=not to_stdout) as progress:
         report = evaluate(
@@ -145,12 +158,23 @@ def evaluate_command(
         )
     if per_user is not None:
         write_parquet_atomic(report.per_user, per_user)
+    document = dumps_json(report.to_dict())
+    if html is not None:
+        import json
+
+        from recsim_cli.report.evaluate import render_evaluate
+        from recsim_cli.report.render import write_html
+
+        # Rendered from the JSON text, so `recsim report` on the saved JSON gives the same bytes.
+        write_html(html, render_evaluate(json.loads(document)))
     if to_stdout:
         console.print_json(report.to_dict())
         return
     if json_file is not None:
-        write_bytes_atomic(json_file, dumps_json(report.to_dict()).encode("utf-8"))
+        write_bytes_atomic(json_file, document.encode("utf-8"))
     console.out.print(render(report))
+    if html is not None:
+        console.out.print(f"HTML report written to {html}", markup=False, highlight=False)
 
 
 def _ci(mean: float, low: float, high: float) -> str:

@@ -9,9 +9,10 @@ or 0 without a gate; ``plan.plan_logged_abtest`` (``--plan``) uses the same
 data to size a future experiment. Given a registry, the report records which
 model each arm's label names (``models``), resolved when the report is
 written, so ``recsim promote`` can check it promotes the model that was
-tested. Neither prints nor exits; every error is a ``RecsimError``. Options
-the gate fixes (metrics, alpha, split, correction, relative CI) may be
-repeated but not contradicted.
+tested. The report also holds the cumulative analysis through each day of
+the window (``daily.py``), for the report page's daily plot. Neither prints
+nor exits; every error is a ``RecsimError``. Options the gate fixes (metrics,
+alpha, split, correction, relative CI) may be repeated but not contradicted.
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ from typing import Any
 
 import polars as pl
 
-from recsim_cli import __version__
+from recsim_cli import REPORT_SCHEMA_VERSION, __version__
 from recsim_cli.dataset import Dataset
 from recsim_cli.errors import ConfigError, DatasetError, ExitCode
 from recsim_cli.experiment.analysis import analyse, validate_split
 from recsim_cli.experiment.comparison import check_design
+from recsim_cli.experiment.daily import DailyStatistics, daily_statistics, window_days
 from recsim_cli.experiment.gate import Decision, Gate, check_alpha, decide, load_gate
 from recsim_cli.experiment.logged import (
     DEFAULT_METRICS,
@@ -163,11 +165,14 @@ class AbTestReport(GatedReport):
         default_factory=lambda: {"control": None, "treatment": None}
     )
     """The registry model each arm's label named when the test was analysed, or None."""
+    daily: DailyStatistics | None = None
+    """The analysis through each day of the window; None when it was not computed."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return every number, method and input of the report as JSON-ready values."""
         return {
             "format_version": FORMAT_VERSION,
+            "schema_version": REPORT_SCHEMA_VERSION,
             "kind": "recsim abtest report",
             "mode": "logged",
             "recsim_version": __version__,
@@ -178,6 +183,7 @@ class AbTestReport(GatedReport):
                 arm: None if model is None else model.to_dict()
                 for arm, model in self.models.items()
             },
+            "daily": None if self.daily is None else self.daily.to_dict(),
             **self.outcome_dict(),
         }
 
@@ -302,8 +308,12 @@ def prepare_experiment(
     gate: Gate | Path | str | None,
     both_arms: BothArms | None,
     progress: Progress,
+    by_day: bool = False,
 ) -> PreparedExperiment:
-    """Resolve the options against the gate, open the dataset and build the per-user frame."""
+    """Resolve the options against the gate, open the dataset and build the per-user frame.
+
+    ``by_day`` also builds the per-day sums (``LoggedExperiment.daily``).
+    """
     the_design = check_design(design)
     if cuped and pre_days < 1:
         raise ConfigError("CUPED needs a pre-period: give pre_days (--pre-days) of 1 or more.")
@@ -331,6 +341,7 @@ def prepare_experiment(
             end=end,
             pre_days=pre_days,
             both_arms=rule,
+            by_day=by_day,
         )
     except (OSError, pl.exceptions.ComputeError) as exc:
         # A damaged Parquet file of the dataset; a mistake in our own query raises other errors.
@@ -395,7 +406,9 @@ def run_logged_abtest(
     a 50/50 split, Holm, Fieller. ``both_arms`` defaults to "exclude" in the
     split design and "keep" in the paired one. ``seed`` seeds the bootstrap.
     With ``registry``, an arm label that names a model or an alias there is
-    recorded with the model's name and fingerprint (`ArmModel`).
+    recorded with the model's name and fingerprint (`ArmModel`). The
+    report's ``daily`` holds the analysis through each day of the window
+    (``daily.py``).
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a whole number of at least 0; got {seed!r}.")
@@ -418,22 +431,22 @@ def run_logged_abtest(
         gate=gate,
         both_arms=both_arms,
         progress=progress,
+        by_day=True,
     )
     rng = spawn_generators(seed, ["bootstrap"])["bootstrap"] if bootstrap else None
-    result = analyse(
-        prepared.logged.frame,
-        control=control,
-        treatment=treatment,
-        design=prepared.design,
-        cuped=cuped,
-        bootstrap=bootstrap,
-        winsorize_at=winsorize,
-        rng=rng,
-        evidence=dict.fromkeys(
+    options: dict[str, Any] = {
+        "control": control,
+        "treatment": treatment,
+        "design": prepared.design,
+        "cuped": cuped,
+        "winsorize_at": winsorize,
+        "evidence": dict.fromkeys(
             [*prepared.options["metrics"], *prepared.options["guardrails"]], "online"
         ),
         **prepared.options,
-    )
+    }
+    result = analyse(prepared.logged.frame, bootstrap=bootstrap, rng=rng, **options)
+    daily = _logged_daily(prepared, options)
     progress("abtest", 2, 3)
     decision = None if prepared.gate is None else decide(result, prepared.gate)
     progress("abtest", 3, 3)
@@ -450,4 +463,17 @@ def run_logged_abtest(
             "control": None if registry is None else resolve_arm_model(control, registry),
             "treatment": None if registry is None else resolve_arm_model(treatment, registry),
         },
+        daily=daily,
     )
+
+
+def _logged_daily(prepared: PreparedExperiment, options: dict[str, Any]) -> DailyStatistics | None:
+    """The analysis through each day from the window's start to its last event."""
+    logged = prepared.logged
+    if logged.daily is None:
+        return None
+    counts = logged.counts
+    pre = [c for c in logged.frame.columns if "_pre_" in c]
+    static = logged.frame.select("user_id", "arm", *pre) if pre else None
+    days = window_days(counts.start.date(), counts.last_event.date())
+    return daily_statistics(logged.daily, days, options, static=static)

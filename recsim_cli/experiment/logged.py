@@ -25,6 +25,11 @@ arms are left out by default (``both_arms="exclude"``), counted, and named in
 a warning; ``both_arms="keep"`` keeps them in both arms, for the paired
 design or to let the split design's health check fail. docs/statistics.md,
 "Logged experiments", has the details.
+
+With ``by_day``, ``LoggedExperiment.daily`` splits the same sums by day
+(UTC date of the event): one row per (user, arm, day) with the ``_num`` and
+``_den`` columns, a session counted on the day of its first event, so the
+days of a (user, arm) add up to its row of the frame (``daily.py``).
 """
 
 from __future__ import annotations
@@ -146,6 +151,8 @@ class LoggedExperiment:
 
     frame: pl.DataFrame
     counts: LoggedCounts
+    daily: pl.DataFrame | None = None
+    """With ``by_day``: the frame's sums per (user_id, arm, day), without the pre-period."""
 
 
 def _check_inputs(
@@ -199,6 +206,25 @@ def _per_user(events: pl.LazyFrame, keys: list[str], suffix: str = "") -> pl.Laz
     return events.group_by(keys).agg(*sums, pl.col("ts").max().alias("last" + suffix))
 
 
+def _per_user_day(events: pl.LazyFrame) -> pl.LazyFrame:
+    """The AGGREGATES per (user_id, arm, day); a session counts on the day of its first event."""
+    dated = events.with_columns(pl.col("ts").dt.date().alias("day"))
+    keys = ["user_id", "arm", "day"]
+    sums = [expr.alias(name) for name, expr in AGGREGATES.items() if name != "sessions"]
+    sessions = (
+        dated.group_by("user_id", "arm", "session_id")
+        .agg(pl.col("day").min())
+        .group_by(keys)
+        .agg(pl.len().cast(pl.Float64).alias("sessions"))
+    )
+    return (
+        dated.group_by(keys)
+        .agg(*sums)
+        .join(sessions, on=keys, how="left")
+        .with_columns(pl.col("sessions").fill_null(0.0))
+    )
+
+
 def aggregate_experiment(
     events: pl.LazyFrame,
     *,
@@ -210,10 +236,12 @@ def aggregate_experiment(
     end: dt.datetime | None = None,
     pre_days: int = DEFAULT_PRE_DAYS,
     both_arms: BothArms = "exclude",
+    by_day: bool = False,
 ) -> LoggedExperiment:
     """Return the per-user frame of a logged experiment, control against treatment.
 
-    ``pre_days = 0`` leaves out the pre-period columns. Raises ``UserError``
+    ``pre_days = 0`` leaves out the pre-period columns; ``by_day`` adds the
+    per-day sums (``LoggedExperiment.daily``). Raises ``UserError``
     when an arm label is not in ``arm_column`` (naming the labels found) or
     when the window holds no events of an arm.
     """
@@ -246,20 +274,18 @@ def aggregate_experiment(
     if stop is not None:
         window = window & (pl.col("ts") < stop)
     inside = lf.filter(window)
-    ignored, per_user = pl.collect_all(
-        [
-            inside.select(
-                pl.col(_ARM).is_null().sum().alias("null"),
-                (pl.col(_ARM).is_not_null() & ~in_arms).sum().alias("other"),
-                pl.col(_ARM)
-                .filter(pl.col(_ARM).is_not_null() & ~in_arms)
-                .unique()
-                .sort()
-                .implode(),
-            ),
-            _per_user(inside.filter(in_arms).rename({_ARM: "arm"}), ["user_id", "arm"]),
-        ]
-    )
+    arms = inside.filter(in_arms).rename({_ARM: "arm"})
+    queries = [
+        inside.select(
+            pl.col(_ARM).is_null().sum().alias("null"),
+            (pl.col(_ARM).is_not_null() & ~in_arms).sum().alias("other"),
+            pl.col(_ARM).filter(pl.col(_ARM).is_not_null() & ~in_arms).unique().sort().implode(),
+        ),
+        _per_user(arms, ["user_id", "arm"]),
+    ]
+    if by_day:
+        queries.append(_per_user_day(arms))
+    ignored, per_user, *by_days = pl.collect_all(queries)
     for name in (control, treatment):
         if not (per_user["arm"] == name).any():
             until = "" if stop is None else f" to {format_ts(stop)}"
@@ -271,12 +297,19 @@ def aggregate_experiment(
     kept = per_user
     if both_arms == "exclude":
         kept = per_user.join(shared, on="user_id", how="anti")
-    frame = kept.select(
-        "user_id",
-        "arm",
+    columns = [
         *(pl.col(m.numerator).alias(f"{m.name}_num") for m in resolved),
         *(pl.col(m.denominator).alias(f"{m.name}_den") for m in resolved),
-    )
+    ]
+    frame = kept.select("user_id", "arm", *columns)
+    daily = None
+    if by_days:
+        daily = (
+            by_days[0]
+            .join(kept.select("user_id", "arm"), on=["user_id", "arm"], how="semi")
+            .select("user_id", "arm", "day", *columns)
+            .sort("user_id", "arm", "day")
+        )
     pre_labelled = 0
     if pre_days:
         pre_start = begin - dt.timedelta(days=pre_days)
@@ -305,7 +338,7 @@ def aggregate_experiment(
         pre_labelled=pre_labelled,
         resolved=resolved,
     )
-    return LoggedExperiment(frame, counts)
+    return LoggedExperiment(frame, counts, daily)
 
 
 def _check_labels(arm_column: str, labels: list[str], control: str, treatment: str) -> None:

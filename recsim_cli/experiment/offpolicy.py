@@ -323,6 +323,46 @@ def pseudo_outcomes(
     return q + w * (y - q)
 
 
+# The weight histogram's bins: a fixed grid of this many per decade, so arms' bins line up.
+BINS_PER_DECADE = 4
+
+
+@dataclass(frozen=True)
+class WeightHistogram:
+    """The importance weights' distribution: how many are 0, the rest on a log grid."""
+
+    zeros: int
+    edges: tuple[float, ...]  # 10^(k / BINS_PER_DECADE), k consecutive; () when no weight > 0
+    counts: tuple[int, ...]  # weights in [edges[j], edges[j + 1]); one fewer than edges
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the histogram as JSON-ready values."""
+        total = self.zeros + sum(self.counts)
+        return {
+            "zeros": self.zeros,
+            "zero_share": self.zeros / total if total else None,
+            "edges": list(self.edges),
+            "counts": list(self.counts),
+        }
+
+
+def weight_histogram(w: FloatArray) -> WeightHistogram:
+    """Count the weights ``w``: the zeros, and the others in bins of a quarter decade.
+
+    Bin ``j`` holds ``10^(k/4) <= w < 10^((k+1)/4)`` for ``k = floor(4 log10 w)``,
+    from the smallest non-zero weight's bin to the largest's.
+    """
+    positive = w[w > 0]
+    zeros = len(w) - len(positive)
+    if not len(positive):
+        return WeightHistogram(zeros, (), ())
+    k = np.floor(np.log10(positive) * BINS_PER_DECADE).astype(np.int64)
+    low, high = int(k.min()), int(k.max())
+    counts = np.bincount(k - low, minlength=high - low + 1)
+    edges = tuple(10.0 ** (j / BINS_PER_DECADE) for j in range(low, high + 2))
+    return WeightHistogram(zeros, edges, tuple(int(c) for c in counts))
+
+
 @dataclass(frozen=True)
 class WeightDiagnostics:
     """How well the logs cover a target: weights, effective sample size, uncovered slots."""
@@ -337,6 +377,7 @@ class WeightDiagnostics:
     missing_share: float  # logged slots where the target's list has no item
     uncovered_slots: int  # self-normalised estimators: slots with no weight at all
     without_propensity: int  # impressions whose propensity is missing (weight 0)
+    histogram: WeightHistogram | None = None  # of the importance weights w
 
     @property
     def coverage_ok(self) -> bool:
@@ -360,6 +401,7 @@ class WeightDiagnostics:
             "missing_share": clean(self.missing_share),
             "uncovered_slots": self.uncovered_slots,
             "without_propensity": self.without_propensity,
+            "histogram": None if self.histogram is None else self.histogram.to_dict(),
         }
 
 
@@ -422,6 +464,7 @@ def weight_diagnostics(
         missing_share=missing,
         uncovered_slots=uncovered,
         without_propensity=int(propensity.null_count()) if target is not None else 0,
+        histogram=weight_histogram(w),
     )
 
 
@@ -458,7 +501,8 @@ def _runs(*keys: pl.Series) -> npt.NDArray[np.int64]:
 def slate_sums(impressions: pl.DataFrame, clicks: FloatArray, watch: FloatArray) -> pl.DataFrame:
     """Sum pseudo outcomes per logged slate (user_id, session_id, slate): clicks, watch_s, n.
 
-    ``impressions`` are sorted by user, session and slate (``prepare_impressions``),
+    A ``day`` column of the impressions (the session's, ``prepare_impressions``)
+    is kept. ``impressions`` are sorted by user, session and slate,
     so each slate is a run of rows, summed in row order with ``np.add.reduceat``:
     the same inputs give the same bits, whatever the thread count.
     """
@@ -467,19 +511,20 @@ def slate_sums(impressions: pl.DataFrame, clicks: FloatArray, watch: FloatArray)
         impressions.get_column("session_id"),
         impressions.get_column("slate"),
     )
+    key_columns = ["user_id", "session_id", "slate"]
+    if "day" in impressions.columns:
+        key_columns.append("day")
     if not len(starts):
-        return pl.DataFrame(
-            schema={
-                "user_id": pl.String,
-                "session_id": pl.String,
-                "slate": pl.Int32,
-                "clicks": pl.Float64,
-                "watch_s": pl.Float64,
-                "impressions": pl.Float64,
-            }
+        return (
+            impressions.select(key_columns)
+            .clear()
+            .with_columns(
+                pl.Series(name, [], dtype=pl.Float64)
+                for name in ("clicks", "watch_s", "impressions")
+            )
         )
     counts = np.diff(np.append(starts, impressions.height)).astype(np.float64)
-    keys = impressions.select("user_id", "session_id", "slate")[starts]
+    keys = impressions.select(key_columns)[starts]
     return keys.with_columns(
         pl.Series("clicks", np.add.reduceat(np.asarray(clicks, dtype=np.float64), starts)),
         pl.Series("watch_s", np.add.reduceat(np.asarray(watch, dtype=np.float64), starts)),
@@ -504,16 +549,17 @@ def sum_runs(frame: pl.DataFrame, keys: list[str], columns: dict[str, pl.Expr]) 
     )
 
 
-def per_user_slate_sums(slates: pl.DataFrame) -> pl.DataFrame:
+def per_user_slate_sums(slates: pl.DataFrame, keys: tuple[str, ...] = ("user_id",)) -> pl.DataFrame:
     """Sum a ``slate_sums`` frame per user, over first slates and over every logged slate.
 
     Returns ``user_id`` and ``SLATE_SUMS``, sorted by user; a first slate is
-    one per session. Sums run in row order (deterministic).
+    one per session. ``keys=("user_id", "day")`` sums per user and day instead.
+    Sums run in row order (deterministic).
     """
     first = (pl.col("slate") == 0).cast(pl.Float64)
     return sum_runs(
-        slates.sort("user_id", maintain_order=True),
-        ["user_id"],
+        slates.sort(*keys, maintain_order=True),
+        list(keys),
         {
             "first_clicks": pl.col("clicks") * first,
             "first_watch_s": pl.col("watch_s") * first,

@@ -14,7 +14,9 @@ runs when A and B are registry models, recommendation files or ``logged``:
    slate (``session_model``);
 5. build the engine's per-user frame (paired: every user in both arms; split:
    users hashed into arms) and analyse it with each metric's evidence, then
-   decide with the gate.
+   decide with the gate;
+6. analyse the same sums through each day of the window (``daily.py``): a
+   session's sums count on its day, a user from their first session.
 
 It prints nothing; every error is a ``RecsimError``.
 """
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from recsim_cli import __version__
+from recsim_cli import REPORT_SCHEMA_VERSION, __version__
 from recsim_cli.dataset import Dataset
 from recsim_cli.errors import ConfigError, DatasetError, InternalError
 from recsim_cli.experiment.abtest import Fingerprint, GatedReport, resolve_options
@@ -43,6 +45,7 @@ from recsim_cli.experiment.arms import (
     evaluation_window,
     resolve_arm,
 )
+from recsim_cli.experiment.daily import DailyStatistics, daily_statistics
 from recsim_cli.experiment.gate import DEFAULT_MIN_ESS, Decision, Gate, decide, load_gate
 from recsim_cli.experiment.health import DEFAULT_MIN_USERS, HealthCheck
 from recsim_cli.experiment.metrics import Evidence, MetricDef, get_metric
@@ -96,6 +99,7 @@ SESSION_METRICS = {
     "slates_per_session": ("s_slates", "sessions"),
 }
 DEFAULT_SALT = "recsim-abtest"
+BY_DAY = ("user_id", "day")
 DEFAULT_REPLICATES = 8
 
 
@@ -145,6 +149,7 @@ class ArmEstimate:
     slate_index_sums: pl.DataFrame  # user_id, slate, clicks, watch_s, impressions, slates
     session_sums: pl.DataFrame | None  # user_id, s_clicks, s_impressions, s_watch_s, ...
     diagnostics: WeightDiagnostics | None
+    daily_sums: pl.DataFrame | None = None  # user_id, day, the slate and session sums
 
 
 @dataclass(frozen=True)
@@ -168,12 +173,14 @@ class OffPolicyReport(GatedReport):
     gate: Gate | None
     seed: int
     warnings: tuple[str, ...] = field(default=())
+    daily: DailyStatistics | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return every number, method and input of the report as JSON-ready values."""
         start, end = self.window
         return {
             "format_version": FORMAT_VERSION,
+            "schema_version": REPORT_SCHEMA_VERSION,
             "kind": "recsim abtest report",
             "mode": "off-policy",
             "recsim_version": __version__,
@@ -193,6 +200,7 @@ class OffPolicyReport(GatedReport):
             },
             "session_model": self.session_model,
             "slate_breakdown": list(self.slate_breakdown),
+            "daily": None if self.daily is None else self.daily.to_dict(),
             **self.outcome_dict(),
         }
 
@@ -271,32 +279,62 @@ def _sessions(impressions: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _observed_session_sums(impressions: pl.DataFrame) -> pl.DataFrame:
-    """Per-user session sums of the logs themselves (the ``logged`` arm)."""
-    clicked = impressions.get_column("clicked").to_numpy().astype(np.float64)
-    watch = impressions.get_column("watch_s").to_numpy().astype(np.float64)
-    slates = slate_sums(impressions, clicked, watch)
+def _observed_session_sums(
+    slates: pl.DataFrame, keys: tuple[str, ...] = ("user_id",)
+) -> pl.DataFrame:
+    """Session sums of the logs themselves (the ``logged`` arm) per ``keys``, from its slates."""
     new_session = pl.col("session_id") != pl.col("session_id").shift(1)
+    marked = slates.with_columns(new_session.fill_null(True).cast(pl.Float64).alias("_session"))
     return sum_runs(
-        slates,
-        ["user_id"],
+        marked.sort(*keys, maintain_order=True),
+        list(keys),
         {
             "s_clicks": pl.col("clicks"),
             "s_impressions": pl.col("impressions"),
             "s_watch_s": pl.col("watch_s"),
             "s_slates": pl.lit(1.0, dtype=pl.Float64),
-            "sessions": new_session.fill_null(True).cast(pl.Float64),
+            "sessions": pl.col("_session"),
         },
     )
 
 
-def _rollout_session_sums(
-    rollout: pl.DataFrame, correction: pl.DataFrame | None, sessions: pl.DataFrame
+def _dr_correction(
+    impressions: pl.DataFrame,
+    w: FloatArray,
+    residuals: tuple[FloatArray, FloatArray],
+    keys: tuple[str, ...] = ("user_id",),
 ) -> pl.DataFrame:
-    """Per-user session sums of a rollout, plus the first slate's doubly robust correction."""
+    """The first slate's doubly robust correction ``w (y - q)`` of clicks and watch, per ``keys``.
+
+    ``residuals`` are ``y - q`` of clicks and of watch seconds per impression.
+    """
+    first = impressions.get_column("slate").to_numpy() == 0
+    frame = impressions.select(*keys).with_columns(
+        pl.Series("c", np.where(first, w * residuals[0], 0.0)),
+        pl.Series("w", np.where(first, w * residuals[1], 0.0)),
+    )
+    if keys != ("user_id",):  # the impressions are sorted by user; runs of other keys need a sort
+        frame = frame.filter(pl.Series(first)).sort(*keys, maintain_order=True)
+    return sum_runs(frame, list(keys), {"dr_clicks": pl.col("c"), "dr_watch_s": pl.col("w")})
+
+
+def _rollout_session_sums(
+    rollout: pl.DataFrame,
+    correction: pl.DataFrame | None,
+    sessions: pl.DataFrame,
+    keys: tuple[str, ...] = ("user_id",),
+) -> pl.DataFrame:
+    """Session sums of a rollout per ``keys``, plus the first slate's doubly robust correction.
+
+    Every unit (user, or user and day) with a session in ``sessions`` gets a row.
+    """
+    if "day" in keys:
+        rollout = rollout.join(
+            sessions.select("session_id", "day"), on="session_id", how="left", maintain_order="left"
+        )
     per_user = sum_runs(
-        rollout.sort("user_id", "session_id"),
-        ["user_id"],
+        rollout.sort(*keys, "session_id"),
+        list(keys),
         {
             "s_clicks": pl.col("clicks"),
             "s_impressions": pl.col("impressions"),
@@ -305,18 +343,18 @@ def _rollout_session_sums(
             "sessions": pl.lit(1.0, dtype=pl.Float64),
         },
     )
-    users = sessions.select("user_id").unique().sort("user_id")
-    per_user = users.join(per_user, on="user_id", how="left").fill_null(0.0)
+    users = sessions.select(*keys).unique().sort(*keys)
+    per_user = users.join(per_user, on=list(keys), how="left").fill_null(0.0)
     if correction is not None:
         per_user = (
-            per_user.join(correction, on="user_id", how="left")
+            per_user.join(correction, on=list(keys), how="left")
             .with_columns(
                 (pl.col("s_clicks") + pl.col("dr_clicks").fill_null(0.0)).alias("s_clicks"),
                 (pl.col("s_watch_s") + pl.col("dr_watch_s").fill_null(0.0)).alias("s_watch_s"),
             )
             .drop("dr_clicks", "dr_watch_s")
         )
-    return per_user.sort("user_id")
+    return per_user.sort(*keys)
 
 
 def predict_targets(
@@ -350,12 +388,15 @@ def estimate_arm(
     replicates: int = DEFAULT_REPLICATES,
     predictions: tuple[FloatArray, FloatArray] | None = None,
     rollout: pl.DataFrame | None = None,
+    by_day: bool = False,
     progress: Progress = no_progress,
 ) -> ArmEstimate:
     """Weight the logs for one arm (``lists``; None is the logging policy), sum per user.
 
     With ``need_sessions`` the arm's sessions are rolled out through
-    ``session_model`` (the logging policy's are read from the logs).
+    ``session_model`` (the logging policy's are read from the logs). With
+    ``by_day`` the same sums per user and session day are kept too
+    (``ArmEstimate.daily_sums``).
     ``predictions`` (of ``predict_targets``) and ``rollout`` (of
     ``SessionModel.rollout``), when given, are used instead of computing them:
     they do not depend on the estimator, so comparisons of estimators share them.
@@ -394,10 +435,13 @@ def estimate_arm(
             effective=used,
             slot=slot if estimator in SELF_NORMALISED else None,
         )
-    session_sums = None
+    per_slate = slate_sums(impressions, clicks_hat, watch_hat)
+    session_sums = daily_sessions = None
     if need_sessions:
-        if target is None or lists is None:
-            session_sums = _observed_session_sums(impressions)
+        if target is None or lists is None:  # the slates hold the logs' own outcomes
+            session_sums = _observed_session_sums(per_slate)
+            if by_day:
+                daily_sessions = _observed_session_sums(per_slate, BY_DAY)
         else:
             if rollout is None:
                 if session_model is None:
@@ -411,25 +455,27 @@ def estimate_arm(
                     replicates=replicates,
                     progress=progress,
                 )
-            correction = None
+            correction = daily_correction = None
             if estimator in WEIGHTED and q_click is not None and q_watch is not None:
-                first = impressions.get_column("slate").to_numpy() == 0
-                w = weights.w
-                correction = sum_runs(
-                    impressions.select("user_id").with_columns(
-                        pl.Series("c", np.where(first, w * (clicks_y - q_click), 0.0)),
-                        pl.Series("w", np.where(first, w * (watch_y - q_watch), 0.0)),
-                    ),
-                    ["user_id"],
-                    {"dr_clicks": pl.col("c"), "dr_watch_s": pl.col("w")},
-                )
+                residuals = (clicks_y - q_click, watch_y - q_watch)
+                correction = _dr_correction(impressions, weights.w, residuals)
+                if by_day:
+                    daily_correction = _dr_correction(impressions, weights.w, residuals, BY_DAY)
             session_sums = _rollout_session_sums(rollout, correction, sessions)
-    per_slate = slate_sums(impressions, clicks_hat, watch_hat)
+            if by_day:
+                daily_sessions = _rollout_session_sums(rollout, daily_correction, sessions, BY_DAY)
+    daily = None
+    if by_day:
+        daily = per_user_slate_sums(per_slate, BY_DAY)
+        if daily_sessions is not None:
+            daily = daily.join(daily_sessions, on=BY_DAY, how="full", coalesce=True)
+            daily = daily.fill_null(0.0).sort(*BY_DAY)
     return ArmEstimate(
         slate_sums=per_user_slate_sums(per_slate),
         slate_index_sums=per_user_slate_index_sums(per_slate),
         session_sums=session_sums,
         diagnostics=diagnostics,
+        daily_sums=daily,
     )
 
 
@@ -627,6 +673,50 @@ def analyse_estimates(
     return result, assigned
 
 
+def analyse_daily(
+    estimates: tuple[ArmEstimate, ArmEstimate],
+    labels: tuple[str, str],
+    assigned: pl.DataFrame,
+    days: Sequence[dt.date],
+    *,
+    estimator: Estimator,
+    design: str,
+    options: dict[str, Any],
+) -> DailyStatistics | None:
+    """Analyse the estimates through each of ``days``, as `analyse_estimates` does the whole window.
+
+    ``assigned`` is the users frame `analyse_estimates` returned. The sums of
+    a day are those of the sessions that started on it; the self-normalised
+    estimators' per-slot normalisers are the whole window's. None when the
+    estimates were made without ``by_day``.
+    """
+    names = [*options["metrics"], *options["guardrails"]]
+    parts = []
+    for estimate, label in zip(estimates, labels, strict=True):
+        sums = estimate.daily_sums
+        if sums is None:
+            return None
+        columns = _metric_columns(sums, names, SLATE_METRICS)
+        if estimate.session_sums is not None:
+            columns += _metric_columns(sums, names, SESSION_METRICS)
+        part = sums.select("user_id", pl.lit(label).alias("arm"), "day", *columns)
+        if design == "split":
+            mine = assigned.filter(pl.col("_arm") == label).select("user_id")
+            part = part.join(mine, on="user_id", how="semi", maintain_order="left")
+        parts.append(part)
+    return daily_statistics(
+        pl.concat(parts, how="vertical"),
+        days,
+        {
+            "control": labels[0],
+            "treatment": labels[1],
+            "design": design,
+            "evidence": {name: metric_evidence(name, estimator) for name in names},
+            **options,
+        },
+    )
+
+
 def run_offpolicy_abtest(
     data: Path | str,
     *,
@@ -768,6 +858,7 @@ def run_offpolicy_abtest(
             need_sessions=need_sessions,
             seed=seed,
             replicates=replicates,
+            by_day=True,
             progress=progress,
         )
         for lists in arm_lists
@@ -795,6 +886,15 @@ def run_offpolicy_abtest(
         split=options["split"],
         alpha=options["alpha"],
         min_users=options.get("min_users_per_arm", DEFAULT_MIN_USERS),
+    )
+    daily = analyse_daily(
+        (estimates[0], estimates[1]),
+        labels,
+        assigned,
+        _days(start, end),
+        estimator=the_estimator,
+        design=design,
+        options=options,
     )
     decision = None if the_gate is None else decide(result, the_gate)
     progress("abtest", 5, 5)
@@ -825,6 +925,7 @@ def run_offpolicy_abtest(
         gate=the_gate,
         seed=seed,
         warnings=tuple(warnings),
+        daily=daily,
     )
 
 
