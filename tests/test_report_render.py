@@ -156,3 +156,16 @@ def test_missing_extra_says_which_to_install(monkeypatch: pytest.MonkeyPatch) ->
 def test_verdict_colours_cover_every_verdict() -> None:
     assert set(VERDICT_COLOURS) == {"ship", "no_ship", "inconclusive", "invalid"}
     assert len(set(VERDICT_COLOURS.values())) == 4
+
+
+def test_figures_inlined_in_one_page_share_no_ids() -> None:
+    import re
+
+    first, second = _figure_with(["a", "b"]), _figure_with(["c", "d", "e"])
+    ids = [re.findall(r'\bid="([^"]+)"', markup) for markup in (first, second)]
+    assert ids[0] and ids[1]
+    assert not set(ids[0]) & set(ids[1])
+    for markup, own in zip((first, second), ids, strict=True):
+        # every reference points at an id of its own figure
+        for target in re.findall(r'(?:url\(#|href="#)([^")]+)', markup):
+            assert target in own

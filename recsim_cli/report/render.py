@@ -13,8 +13,10 @@ without them.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import io
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
@@ -173,7 +175,21 @@ def svg(fig: Figure) -> str:
         fig.savefig(buffer, format="svg", metadata={"Date": None})
     fig.clear()
     text = buffer.getvalue()
-    return text[text.index("<svg") :].strip() + "\n"
+    return _own_ids(text[text.index("<svg") :].strip() + "\n")
+
+
+_ID_REFERENCE = re.compile(r'(\bid="|url\(#|href="#)')
+
+
+def _own_ids(markup: str) -> str:
+    """Prefix the SVG's element ids, and the references to them, with a hash of the SVG.
+
+    matplotlib numbers ids per figure (``figure_1``, ``axes_1``...), so two
+    figures inlined in one page would share ids, which HTML forbids. The
+    prefix is derived from the content: the same figure keeps the same bytes.
+    """
+    prefix = "f" + hashlib.sha256(markup.encode()).hexdigest()[:10] + "-"
+    return _ID_REFERENCE.sub(lambda m: m.group(1) + prefix, markup)
 
 
 def mpl_text(s: str) -> str:
