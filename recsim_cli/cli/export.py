@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from recsim_cli.cli.options import DEFAULT_REGISTRY, JsonFlag, RegistryDir
+from recsim_cli.cli.options import DEFAULT_REGISTRY, JsonFlag, ModelDataDir, RegistryDir
 from recsim_cli.errors import ConfigError, UserError
 
 _ZERO = re.compile(r"0+(\.0*)?\s*(s|sec|secs|second|seconds|m|min|h|d)?")
@@ -47,16 +46,7 @@ def export_command(
     ],
     k: Annotated[int, typer.Option("--k", help="Items per user.", min=1)] = 100,
     registry: RegistryDir = DEFAULT_REGISTRY,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            "--data",
-            help="Dataset whose users to export. \\[default: the model's dataset]",
-            envvar="RECSIM_DATA",
-            file_okay=False,
-            show_default=False,
-        ),
-    ] = None,
+    data: ModelDataDir = None,
     grace: Annotated[
         str,
         typer.Option(

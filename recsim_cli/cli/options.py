@@ -21,6 +21,19 @@ DataDir = Annotated[
 ]
 DEFAULT_DATA = Path("recsim-data")
 
+ModelDataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data",
+        help="Dataset the model reads users, history and items from. "
+        "\\[default: the model's dataset]",
+        envvar="RECSIM_DATA",
+        file_okay=False,
+        show_default=False,
+    ),
+]
+"""``--data`` of commands that run a registry model: by default the dataset it was trained on."""
+
 RegistryDir = Annotated[
     Path,
     typer.Option(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from recsim_cli.cli.options import DEFAULT_REGISTRY, JsonFlag, RegistryDir
+from recsim_cli.cli.options import DEFAULT_REGISTRY, JsonFlag, ModelDataDir, RegistryDir
 from recsim_cli.errors import ConfigError
 
 
@@ -27,16 +27,7 @@ def recommend_command(
         ),
     ],
     registry: RegistryDir = DEFAULT_REGISTRY,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            "--data",
-            help="Dataset for users, history and items. \\[default: the model's dataset]",
-            envvar="RECSIM_DATA",
-            file_okay=False,
-            show_default=False,
-        ),
-    ] = None,
+    data: ModelDataDir = None,
     users: Annotated[
         Path | None,
         typer.Option(

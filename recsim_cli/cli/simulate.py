@@ -17,7 +17,14 @@ from typing import Annotated, Any
 
 import typer
 
-from recsim_cli.cli.options import DEFAULT_REGISTRY, JsonFlag, RegistryDir, Seed, parse_split
+from recsim_cli.cli.options import (
+    DEFAULT_REGISTRY,
+    JsonFlag,
+    ModelDataDir,
+    RegistryDir,
+    Seed,
+    parse_split,
+)
 from recsim_cli.errors import ConfigError
 
 # The callback's docstring is the help text (a Typer-level help= would override it).
@@ -139,17 +146,7 @@ def simulate_command(
         ),
     ] = None,
     registry: RegistryDir = DEFAULT_REGISTRY,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            "--data",
-            help="With --continue: the dataset the lists are made from. "
-            "\\[default: the model's dataset]",
-            envvar="RECSIM_DATA",
-            file_okay=False,
-            show_default=False,
-        ),
-    ] = None,
+    data: ModelDataDir = None,
     seed: Seed = 0,
     json: JsonFlag = False,
 ) -> None:
@@ -387,16 +384,7 @@ def abtest_command(
         ),
     ],
     registry: RegistryDir = DEFAULT_REGISTRY,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            "--data",
-            help="Dataset the models' daily lists are made from. \\[default: the model's dataset]",
-            envvar="RECSIM_DATA",
-            file_okay=False,
-            show_default=False,
-        ),
-    ] = None,
+    data: ModelDataDir = None,
     window: Annotated[
         str | None,
         typer.Option(

@@ -46,6 +46,7 @@ from recsim_cli.times import format_ts, parse_moment
 
 if TYPE_CHECKING:
     from recsim_cli.dataset import Dataset
+    from recsim_cli.registry import ModelEntry
 
 __all__ = [
     "LIST_SCHEMA",
@@ -55,6 +56,7 @@ __all__ = [
     "check_same_dataset",
     "daily_lists",
     "evaluation_window",
+    "model_arm",
     "parse_window",
     "read_list_file",
     "resolve_arm",
@@ -143,9 +145,13 @@ def resolve_arm(spec: str, *, registry: Path) -> PolicyArm:
     except (UnknownNameError, ConfigError) as exc:
         # ConfigError: not even a valid model name (e.g. a typo in a file name).
         raise _unknown_arm(spec, store.root, store.names()) from exc
-    manifest = entry.manifest
+    return model_arm(entry, spec=spec)
+
+
+def model_arm(entry: ModelEntry, *, spec: str | None = None) -> PolicyArm:
+    """The arm of a registry model: its cutoff, dataset and fingerprint from its manifest."""
     try:
-        cutoff = datetime.fromisoformat(str(manifest["cutoff"]).replace("Z", "+00:00"))
+        cutoff = datetime.fromisoformat(str(entry.manifest["cutoff"]).replace("Z", "+00:00"))
     except (KeyError, ValueError) as exc:
         raise DatasetError(
             f"Model '{entry.name}' has no valid cutoff in its manifest; train it again with "
@@ -154,13 +160,13 @@ def resolve_arm(spec: str, *, registry: Path) -> PolicyArm:
     dataset = entry.dataset or {}
     fingerprint, dataset_path = dataset.get("fingerprint"), dataset.get("path")
     return PolicyArm(
-        spec=spec,
+        spec=entry.name if spec is None else spec,
         kind="model",
         model=entry.name,
         cutoff=cutoff.astimezone(UTC),
         dataset_fingerprint=fingerprint if isinstance(fingerprint, str) else None,
         dataset_path=dataset_path if isinstance(dataset_path, str) else None,
-        registry=store.root,
+        registry=entry.path.parent,
         model_fingerprint=entry.fingerprint,
     )
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from recsim_cli.errors import ConfigError, DatasetError, UserError
+from recsim_cli.errors import ConfigError, UserError
 from recsim_cli.progress import Progress, no_progress
 from recsim_cli.simulate.logs import id_series
 from recsim_cli.simulate.online import ListPolicy, list_length
@@ -44,7 +44,6 @@ from recsim_cli.times import format_ts
 
 if TYPE_CHECKING:
     from recsim_cli.dataset import Dataset
-    from recsim_cli.experiment.arms import PolicyArm
     from recsim_cli.registry import ModelEntry
 
 REGISTRY_SOURCE = "registry"
@@ -237,30 +236,6 @@ def _static_policy(
     )
 
 
-def _model_arm(entry: ModelEntry) -> PolicyArm:
-    """The registry model as an arm ``daily_lists`` can make lists of."""
-    from recsim_cli.experiment.arms import PolicyArm
-
-    try:
-        cutoff = datetime.fromisoformat(str(entry.manifest["cutoff"]).replace("Z", "+00:00"))
-    except (KeyError, ValueError) as exc:
-        raise DatasetError(
-            f"Model '{entry.name}' has no valid cutoff in its manifest; train it again with "
-            f"recsim train {entry.name} --force."
-        ) from exc
-    dataset = entry.dataset or {}
-    path = dataset.get("path")
-    return PolicyArm(
-        spec=entry.name,
-        kind="model",
-        model=entry.name,
-        cutoff=cutoff.astimezone(UTC),
-        dataset_path=path if isinstance(path, str) else None,
-        registry=entry.path.parent,
-        model_fingerprint=entry.fingerprint,
-    )
-
-
 def _registry_lists(
     entries: list[ModelEntry],
     *,
@@ -272,13 +247,13 @@ def _registry_lists(
 ) -> list[pl.DataFrame]:
     """Each model's top-``length`` list of every user, as of midnight of ``on``."""
     from recsim_cli.dataset import Dataset
-    from recsim_cli.experiment.arms import daily_lists
+    from recsim_cli.experiment.arms import daily_lists, model_arm
 
     opened: dict[str, tuple[Dataset, pl.DataFrame]] = {}
     out = []
     as_of = datetime.combine(on, time(), tzinfo=UTC)
     for entry in entries:
-        arm = _model_arm(entry)
+        arm = model_arm(entry)
         if arm.cutoff is not None and arm.cutoff > as_of:
             raise ConfigError(
                 f"Model '{entry.name}' was trained on logs up to {format_ts(arm.cutoff)}, past "
