@@ -15,6 +15,12 @@ paired per-user difference with the statistics engine's paired t-test
 The window: after the latest cutoff of the registry models (so all are judged
 on the same days), or, with files only, the last ``test_days`` days
 (`recsim_cli.split.dataset_cutoff`).
+
+Two engines find the truth and compute the per-user metrics: `PolarsJudge`
+on this machine, and `recsim_cli.spark.evaluate.SparkJudge` on Spark
+(``engine="spark"``, docs/scale.md). Both return the same `HeldOut` and
+`Measured`; everything after them (the summaries, pairs and segments) is
+shared, so the two reports differ only in the last bits of floats.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import numpy as np
 import polars as pl
@@ -39,6 +45,7 @@ from recsim_cli.metrics import (
     METRICS,
     Hits,
     MapDenominator,
+    UserMetrics,
     metric_column,
     parse_ks,
     parse_metrics,
@@ -46,6 +53,7 @@ from recsim_cli.metrics import (
     user_metrics,
 )
 from recsim_cli.progress import Progress, no_progress
+from recsim_cli.spark.session import ENGINES, Engine, SparkConfig
 from recsim_cli.split import complete_items, dataset_cutoff
 from recsim_cli.times import format_ts
 
@@ -106,7 +114,7 @@ class EvalInput:
     source: str
     cutoff: datetime | None = None
     model: TwoStageModel | None = None
-    recs: pl.DataFrame | None = None
+    recs: Any = None  # a file's lists: a polars frame, or a Spark DataFrame with --engine spark
 
 
 def read_recommendations(path: Path) -> pl.DataFrame:
@@ -450,30 +458,40 @@ def metric_curves(
     metric's own function, so the curves equal the per-user metrics at every k
     and memory stays one value per user.
     """
-    from scipy import stats
-
-    users = (
-        truth.group_by("user_id")
-        .agg(pl.len().cast(pl.Int64).alias("n_relevant"))
-        .sort("user_id")
-        .with_row_index("_user")
-    )
+    users = truth.group_by("user_id").agg(pl.len().cast(pl.Int64).alias("n_relevant"))
     ids = {c: truth.schema[c] for c in ("user_id", "item_id")}
     found = (
         ranked.select(pl.col(c).cast(dtype) for c, dtype in ids.items())
         .with_columns(ranked["rank"].cast(pl.Int64).alias("pos"))
         .filter(pl.col("pos") <= max_k)
         .join(truth.select(list(ids)), on=list(ids), how="semi")
-        .join(users.select("user_id", "_user"), on="user_id")
+        .select("user_id", "pos")
     )
+    return hit_curves(hits_of(users, found, map_denominator), metrics, max_k)
+
+
+def hits_of(users: pl.DataFrame, found: pl.DataFrame, map_denominator: MapDenominator) -> Hits:
+    """The `Hits` of ``users`` (user_id, n_relevant) from ``found`` (user_id, pos of each hit).
+
+    Users are numbered in user_id order; a hit of a user not in ``users`` is ignored.
+    """
+    users = users.sort("user_id").with_row_index("_user")
+    found = found.join(users.select("user_id", "_user"), on="user_id")
     user = found["_user"].to_numpy().astype(np.int64)
     pos = found["pos"].to_numpy().astype(np.int64)
     order = np.lexsort((pos, user))
     user, pos = user[order], pos[order]
     first = np.flatnonzero(np.diff(user, prepend=-1) != 0)
     nth = np.arange(1, user.size + 1) - np.repeat(first, np.diff(np.append(first, user.size)))
-    n = users.height
-    hits = Hits(n, users["n_relevant"].to_numpy(), user, pos, nth.astype(np.int64), map_denominator)
+    n_relevant = users["n_relevant"].to_numpy().astype(np.int64)
+    return Hits(users.height, n_relevant, user, pos, nth.astype(np.int64), map_denominator)
+
+
+def hit_curves(hits: Hits, metrics: Sequence[str], max_k: int) -> dict[str, Curve]:
+    """Each metric's mean over the users of ``hits`` at every k from 1 to ``max_k``, with CIs."""
+    from scipy import stats
+
+    n = hits.n_users
     t = float(stats.t.ppf(1 - ALPHA / 2, n - 1)) if n > 1 else math.nan
     curves = {}
     for name in metrics:
@@ -523,7 +541,124 @@ def compare_pair(
     )
 
 
-# -- the evaluation ------------------------------------------------------------------------
+# -- the held-out window, on either engine ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The held-out window as an engine finds it: the judged users and the item table.
+
+    ``users``: one row per user with a relevant item, sorted by user_id:
+    user_id, n_relevant (Int64), ``first_seen`` (``new`` if the user has no
+    event before the window, else ``returning``) and, with ``by``, ``by_value``
+    (the user's most frequent value of that column in the window, ties to the
+    smallest as text, null if none). ``items``: the complete item table
+    (`complete_items`) of the whole dataset.
+    """
+
+    start: datetime
+    end: datetime
+    users: pl.DataFrame
+    relevant_pairs: int
+    items: pl.DataFrame
+    by: str | None = None
+
+    @property
+    def new_users(self) -> int:
+        """Users first seen in the window."""
+        return int((self.users["first_seen"] == NEW_SEGMENT).sum())
+
+    def segments(self) -> dict[str, pl.DataFrame]:
+        """Each segmentation as user_id, segment: ``first_seen``, then ``by`` if asked."""
+        out = {"first_seen": self.users.select("user_id", pl.col("first_seen").alias("segment"))}
+        if self.by is not None:
+            out[self.by] = self.users.select("user_id", pl.col("by_value").alias("segment"))
+        return out
+
+    @property
+    def catalogue(self) -> pl.DataFrame:
+        """Items published before the window: what a recommender could have shown."""
+        return self.items.filter(pl.col("published_ts") < self.start)
+
+    @property
+    def fresh_since(self) -> datetime:
+        """Items published at or after this (and before the window) are fresh."""
+        return self.start - timedelta(days=FRESH_DAYS)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One input judged: its per-user metrics, curves, catalogue coverage and fresh share."""
+
+    metrics: UserMetrics
+    curves: dict[str, Curve]
+    coverage: float
+    fresh_share: float
+
+
+class Judge(Protocol):
+    """What an engine provides to `evaluate`: the held-out window and the per-user metrics.
+
+    ``recs`` is a polars frame (a registry model's lists, made on this machine)
+    or what the engine's `read` returned for a recommendations file.
+    """
+
+    held_out: HeldOut
+
+    def user_metrics(
+        self,
+        recs: Any,
+        *,
+        ks: Sequence[int],
+        metrics: Sequence[str],
+        map_denominator: MapDenominator,
+    ) -> UserMetrics:
+        """`recsim_cli.metrics.user_metrics` of ``recs`` against the held-out truth."""
+        ...
+
+    def measure(
+        self,
+        recs: Any,
+        *,
+        ks: Sequence[int],
+        metrics: Sequence[str],
+        map_denominator: MapDenominator,
+    ) -> Measured:
+        """The per-user metrics, the curves to ``max(ks)``, coverage and fresh share of ``recs``."""
+        ...
+
+    def serving_inputs(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The history before the window and the item table, for registry models to score."""
+        ...
+
+    def close(self) -> None:
+        """Release what the engine holds for the window (Spark's cached truth)."""
+        ...
+
+
+def no_held_out_events(root: Path, start: datetime, owner: str) -> DatasetError:
+    """The error for a window without events; ``owner`` is the input whose cutoff set it."""
+    return DatasetError(
+        f"The held-out window after {format_ts(start)} (the cutoff of "
+        f"{owner}) holds no events in {root}; train with more --test-days or "
+        "evaluate on a dataset with later logs."
+    )
+
+
+def no_relevant_users(relevance: Relevance, start: datetime) -> DatasetError:
+    """The error for a window in which no user has a relevant item."""
+    return DatasetError(
+        f"No user has a relevant item ({relevance.label}) in the held-out window after "
+        f"{format_ts(start)}; try --relevance clicked or --include-seen."
+    )
+
+
+def unknown_by(by: str, columns: Sequence[str]) -> ConfigError:
+    """The error for ``--by`` naming no column of the dataset."""
+    return ConfigError(
+        f"--by {by}: the dataset has no such column; choose one of "
+        f"{', '.join(c for c in columns if c not in ('ts', 'item_id'))}."
+    )
 
 
 def _segment_of(events: pl.DataFrame, users: pl.Series, column: str) -> pl.DataFrame:
@@ -539,6 +674,112 @@ def _segment_of(events: pl.DataFrame, users: pl.Series, column: str) -> pl.DataF
         .drop("_n")
     )
     return pl.DataFrame({"user_id": users}).join(counts, on="user_id", how="left")
+
+
+class PolarsJudge:
+    """The held-out window and the metrics computed with polars on this machine."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        start: datetime | None,
+        *,
+        test_days: int,
+        relevance: Relevance,
+        include_seen: bool,
+        by: str | None,
+        owner: str,
+    ) -> None:
+        start = start if start is not None else dataset_cutoff(dataset, test_days)
+        self.dataset = dataset
+        self.events = events = dataset.events().collect()
+        window = events.filter(pl.col("ts") >= start)
+        if window.height == 0:
+            raise no_held_out_events(dataset.root, start, owner)
+        end = window["ts"].max()
+        assert isinstance(end, datetime)
+        before = events.filter(pl.col("ts") < start)
+        items = complete_items(events, dataset.items().collect(), source=str(dataset.root))
+        if by is not None and by not in events.columns:
+            raise unknown_by(by, events.columns)
+        truth = (
+            window.join(items.select("item_id", "duration_s"), on="item_id", how="left")
+            .filter(relevance.expression())
+            .select("user_id", "item_id")
+            .unique()
+        )
+        if not include_seen:
+            seen = before.filter(pl.col("clicked")).select("user_id", "item_id").unique()
+            truth = truth.join(seen, on=["user_id", "item_id"], how="anti")
+        self.truth = truth.sort("user_id", "item_id")
+        if self.truth.height == 0:
+            raise no_relevant_users(relevance, start)
+        known = before.select(pl.col("user_id").unique())
+        users = (
+            self.truth.group_by("user_id")
+            .agg(pl.len().cast(pl.Int64).alias("n_relevant"))
+            .sort("user_id")
+            .with_columns(
+                pl.when(pl.col("user_id").is_in(known["user_id"].implode()))
+                .then(pl.lit(RETURNING_SEGMENT))
+                .otherwise(pl.lit(NEW_SEGMENT))
+                .alias("first_seen")
+            )
+        )
+        if by is not None:
+            by_value = _segment_of(window, users["user_id"], by).rename({"segment": "by_value"})
+            users = users.join(by_value, on="user_id", how="left", maintain_order="left")
+        self.held_out = HeldOut(start, end, users, self.truth.height, items, by)
+
+    def user_metrics(
+        self,
+        recs: Any,
+        *,
+        ks: Sequence[int],
+        metrics: Sequence[str],
+        map_denominator: MapDenominator,
+    ) -> UserMetrics:
+        return user_metrics(
+            recs, self.truth, ks=ks, metrics=metrics, map_denominator=map_denominator
+        )
+
+    def measure(
+        self,
+        recs: Any,
+        *,
+        ks: Sequence[int],
+        metrics: Sequence[str],
+        map_denominator: MapDenominator,
+    ) -> Measured:
+        max_k = max(ks)
+        # ranked once: the metrics read the positions as ranks, coverage and freshness the top
+        ranked = rank_lists(recs).rename({"pos": "rank"})
+        measured = self.user_metrics(
+            ranked, ks=ks, metrics=metrics, map_denominator=map_denominator
+        )
+        curves = metric_curves(ranked, self.truth, metrics, max_k, map_denominator)
+        held = self.held_out
+        top = ranked.filter(
+            (pl.col("rank") <= max_k) & pl.col("user_id").is_in(held.users["user_id"].implode())
+        )
+        catalogue = held.catalogue
+        fresh_items = catalogue.filter(pl.col("published_ts") >= held.fresh_since)
+        coverage = top["item_id"].n_unique() / max(catalogue.height, 1)
+        fresh = top.join(fresh_items.select("item_id"), on="item_id", how="semi").height / max(
+            top.height, 1
+        )
+        return Measured(measured, curves, coverage, fresh)
+
+    def serving_inputs(self) -> tuple[pl.DataFrame, pl.DataFrame]:
+        from recsim_cli.models.two_stage import serving_inputs
+
+        return serving_inputs(self.dataset, self.held_out.start, events=self.events)
+
+    def close(self) -> None:
+        """Nothing to release: the frames go with the judge."""
+
+
+# -- the evaluation ------------------------------------------------------------------------
 
 
 def evaluate(
@@ -559,9 +800,16 @@ def evaluate(
     seed: int = 0,
     n_candidates: int | None = None,
     progress: Progress = no_progress,
+    engine: Engine = "polars",
+    spark: SparkConfig | None = None,
 ) -> EvalReport:
-    """Evaluate registry ``models`` and ``recs_files`` on the held-out window of a dataset."""
-    from recsim_cli.models.two_stage import TwoStageModel, serving_inputs
+    """Evaluate registry ``models`` and ``recs_files`` on the held-out window of a dataset.
+
+    ``engine="spark"`` joins the held-out truth and the lists and computes the
+    per-user metrics on Spark (``spark`` says where; docs/scale.md); the
+    summaries below are the same code on both engines.
+    """
+    from recsim_cli.models.two_stage import TwoStageModel
     from recsim_cli.registry import Registry
     from recsim_cli.rng import spawn_generators
 
@@ -573,11 +821,18 @@ def evaluate(
         raise ConfigError(
             f"--map-denominator {map_denominator}: give min (the default) or relevant."
         )
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine}: give polars (the default) or spark.")
     if not models and not recs_files:
         raise ConfigError("Nothing to evaluate: name registry models and/or give --recs FILE.")
     for number, name in ((bootstrap, "--bootstrap"), (permutations, "--permutations")):
         if number < 0:
             raise ConfigError(f"{name} must be 0 or more; got {number}.")
+    if engine == "spark":
+        from recsim_cli.spark.evaluate import SparkJudge, read_recommendations_spark
+        from recsim_cli.spark.session import spark_session
+
+        session = spark_session(spark)
     inputs: list[EvalInput] = []
     store = Registry(registry)
     for name in models:
@@ -587,100 +842,54 @@ def evaluate(
         if data is None:
             data = Path(str(entry.manifest["dataset"]["path"]))
     for path in recs_files:
-        inputs.append(EvalInput(path.stem, "file", str(path), recs=read_recommendations(path)))
+        recs = (
+            read_recommendations_spark(session, path)
+            if engine == "spark"
+            else read_recommendations(path)
+        )
+        inputs.append(EvalInput(path.stem, "file", str(path), recs=recs))
     for item, label in zip(inputs, _unique_labels([i.label for i in inputs]), strict=True):
         item.label = label
     dataset = Dataset.open(data if data is not None else Path("recsim-data"))
     cutoffs = [i.cutoff for i in inputs if i.cutoff is not None]
-    start = max(cutoffs) if cutoffs else dataset_cutoff(dataset, test_days)
-    events = dataset.events().collect()
-    window = events.filter(pl.col("ts") >= start)
-    if window.height == 0:
-        latest = next((i.label for i in inputs if i.cutoff == start), "--test-days")
-        raise DatasetError(
-            f"The held-out window after {format_ts(start)} (the cutoff of "
-            f"{latest}) holds no events in {dataset.root}; train with more --test-days or "
-            "evaluate on a dataset with later logs."
-        )
-    end_value = window["ts"].max()
-    assert isinstance(end_value, datetime)
-    before = events.filter(pl.col("ts") < start)
-    items = complete_items(events, dataset.items().collect(), source=str(dataset.root))
-    if by is not None and by not in events.columns:
-        raise ConfigError(
-            f"--by {by}: the dataset has no such column; choose one of "
-            f"{', '.join(c for c in events.columns if c not in ('ts', 'item_id'))}."
-        )
+    start = max(cutoffs) if cutoffs else None
+    owner = next((i.label for i in inputs if i.cutoff is not None and i.cutoff == start), None)
     progress("truth", 0, 1)
-    truth = (
-        window.join(items.select("item_id", "duration_s"), on="item_id", how="left")
-        .filter(relevance.expression())
-        .select("user_id", "item_id")
-        .unique()
+    options: dict[str, Any] = dict(
+        test_days=test_days,
+        relevance=relevance,
+        include_seen=include_seen,
+        by=by,
+        owner=owner or "--test-days",
     )
-    if not include_seen:
-        seen = before.filter(pl.col("clicked")).select("user_id", "item_id").unique()
-        truth = truth.join(seen, on=["user_id", "item_id"], how="anti")
-    truth = truth.sort("user_id", "item_id")
-    users = truth["user_id"].unique().sort()
-    if users.len() == 0:
-        raise DatasetError(
-            f"No user has a relevant item ({relevance.label}) in the held-out window after "
-            f"{format_ts(start)}; try --relevance clicked or --include-seen."
-        )
+    judge: Judge = (
+        SparkJudge(session, dataset, start, **options)
+        if engine == "spark"
+        else PolarsJudge(dataset, start, **options)
+    )
     progress("truth", 1, 1)
-    known = before.select(pl.col("user_id").unique())
-    new_users = users.to_frame().join(known, on="user_id", how="anti")["user_id"]
-    segments: dict[str, pl.DataFrame] = {
-        "first_seen": pl.DataFrame({"user_id": users}).with_columns(
-            pl.when(pl.col("user_id").is_in(new_users.implode()))
-            .then(pl.lit(NEW_SEGMENT))
-            .otherwise(pl.lit(RETURNING_SEGMENT))
-            .alias("segment")
+    held = judge.held_out
+    try:
+        measured = _judge_inputs(
+            judge,
+            inputs,
+            ks=ks,
+            metrics=metric_names,
+            map_denominator=map_denominator,
+            n_candidates=n_candidates,
+            progress=progress,
         )
-    }
-    if by is not None:
-        segments[by] = _segment_of(window, users, by)
-    max_k = max(ks)
+    finally:
+        judge.close()
+    users = held.users["user_id"]
+    segments = held.segments()
     rngs = spawn_generators(seed, ["bootstrap", "permutations"])
-    history, serving_items = serving_inputs(dataset, start, events=events)
-    catalogue = items.filter(pl.col("published_ts") < start)
-    fresh_items = catalogue.filter(pl.col("published_ts") >= start - timedelta(days=FRESH_DAYS))
     columns = [metric_column(m, k) for m in metric_names for k in ks]
     per_input: list[tuple[EvalInput, pl.DataFrame]] = []
     results: list[InputResult] = []
-    for number, item in enumerate(inputs):
-        progress("evaluate", number, len(inputs))
-        candidate_recall = None
-        if item.model is not None:
-            recs = item.model.recommend(
-                users, max_k, history=history, items=serving_items, as_of=start
-            )
-            n_cand = n_candidates or item.model.config.n_candidates
-            if item.model.ranker is not None:
-                cands = item.model.candidates.recommend(
-                    users, n_cand, exclude_seen=item.model.config.exclude_seen
-                )
-                stage = user_metrics(cands, truth, ks=[n_cand], metrics=["recall"]).per_user
-                candidate_recall = _summaries(stage, [metric_column("recall", n_cand)], 0, None)[
-                    metric_column("recall", n_cand)
-                ]
-        else:
-            assert item.recs is not None
-            recs = item.recs
-        # ranked once: the metrics read the positions as ranks, coverage and freshness the top
-        ranked = rank_lists(recs).rename({"pos": "rank"})
-        measured = user_metrics(
-            ranked, truth, ks=ks, metrics=metric_names, map_denominator=map_denominator
-        )
-        frame = measured.per_user
+    for item, judged, candidate_recall in measured:
+        frame = judged.metrics.per_user
         per_input.append((item, frame))
-        curves = metric_curves(ranked, truth, metric_names, max_k, map_denominator)
-        top = ranked.filter((pl.col("rank") <= max_k) & pl.col("user_id").is_in(users.implode()))
-        coverage = top["item_id"].n_unique() / max(catalogue.height, 1)
-        fresh = top.join(fresh_items.select("item_id"), on="item_id", how="semi").height / max(
-            top.height, 1
-        )
         seg_results: dict[str, dict[str, dict[str, MeanCI]]] = {}
         for seg_name, seg_frame in segments.items():
             joined = frame.join(seg_frame, on="user_id", how="left")
@@ -698,15 +907,14 @@ def evaluate(
                 cutoff=item.cutoff,
                 means=_summaries(frame, columns, bootstrap, rngs["bootstrap"]),
                 segments=seg_results,
-                users_without_relevant=measured.users_without_relevant,
-                users_without_recommendations=measured.users_without_recommendations,
-                coverage=coverage,
-                fresh_share=fresh,
+                users_without_relevant=judged.metrics.users_without_relevant,
+                users_without_recommendations=judged.metrics.users_without_recommendations,
+                coverage=judged.coverage,
+                fresh_share=judged.fresh_share,
                 candidate_recall=candidate_recall,
-                curves=curves,
+                curves=judged.curves,
             )
         )
-    progress("evaluate", len(inputs), len(inputs))
     pairs = []
     for i in range(len(per_input)):
         for j in range(i + 1, len(per_input)):
@@ -724,11 +932,11 @@ def evaluate(
         )
     return EvalReport(
         data=str(dataset.root),
-        window_start=start,
-        window_end=end_value,
+        window_start=held.start,
+        window_end=held.end,
         users=users.len(),
-        new_users=new_users.len(),
-        relevant_pairs=truth.height,
+        new_users=held.new_users,
+        relevant_pairs=held.relevant_pairs,
         ks=ks,
         metrics=metric_names,
         relevance=relevance,
@@ -739,9 +947,54 @@ def evaluate(
         permutations=permutations,
         seed=seed,
         n_candidates=n_candidates,
-        catalogue_items=catalogue.height,
+        catalogue_items=held.catalogue.height,
         inputs=tuple(results),
         pairs=tuple(pairs),
         per_user=per_user,
         seconds=time.perf_counter() - started,
     )
+
+
+def _judge_inputs(
+    judge: Judge,
+    inputs: Sequence[EvalInput],
+    *,
+    ks: Sequence[int],
+    metrics: Sequence[str],
+    map_denominator: MapDenominator,
+    n_candidates: int | None,
+    progress: Progress,
+) -> list[tuple[EvalInput, Measured, MeanCI | None]]:
+    """Measure every input with ``judge``; registry models make their lists here first.
+
+    The third element is the candidate stage's recall of a model with a ranker.
+    """
+    held = judge.held_out
+    users = held.users["user_id"]
+    if any(item.model is not None for item in inputs):
+        history, serving_items = judge.serving_inputs()
+    out = []
+    for number, item in enumerate(inputs):
+        progress("evaluate", number, len(inputs))
+        candidate_recall = None
+        if item.model is not None:
+            recs = item.model.recommend(
+                users, max(ks), history=history, items=serving_items, as_of=held.start
+            )
+            n_cand = n_candidates or item.model.config.n_candidates
+            if item.model.ranker is not None:
+                cands = item.model.candidates.recommend(
+                    users, n_cand, exclude_seen=item.model.config.exclude_seen
+                )
+                recall = metric_column("recall", n_cand)
+                stage = judge.user_metrics(
+                    cands, ks=[n_cand], metrics=["recall"], map_denominator=map_denominator
+                ).per_user
+                candidate_recall = _summaries(stage, [recall], 0, None)[recall]
+        else:
+            assert item.recs is not None
+            recs = item.recs
+        measured = judge.measure(recs, ks=ks, metrics=metrics, map_denominator=map_denominator)
+        out.append((item, measured, candidate_recall))
+    progress("evaluate", len(inputs), len(inputs))
+    return out

@@ -130,9 +130,23 @@ def write_parquet_atomic(frame: pl.DataFrame, target: Path | str) -> None:
 
 
 def sha256_file(path: Path | str) -> str:
-    """Return the hex SHA-256 of a file, read in 1 MiB chunks."""
+    """Return the hex SHA-256 of a file, read in 1 MiB chunks.
+
+    A folder of Parquet parts (a partitioned table) is hashed as the SHA-256 of
+    its parts' relative paths and digests, one ``<sha256>  <path>`` line each, in
+    path order: the same parts give the same digest wherever the folder lies.
+    """
+    path = Path(path)
+    if path.is_dir():
+        from recsim_cli.readers import parquet_parts
+
+        lines = "".join(
+            f"{sha256_file(part)}  {part.relative_to(path).as_posix()}\n"
+            for part in parquet_parts(path)
+        )
+        return hashlib.sha256(lines.encode("utf-8")).hexdigest()
     digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
+    with path.open("rb") as fh:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()

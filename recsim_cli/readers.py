@@ -103,9 +103,12 @@ def detect_format(path: Path) -> FileFormat:
     if not path.exists():
         raise InputFileError(f"{path} does not exist; check the path.")
     if path.is_dir():
-        raise InputFileError(
-            f"{path} is a directory; give a CSV, TSV, Parquet or JSON-lines file instead."
-        )
+        if not parquet_parts(path):
+            raise InputFileError(
+                f"{path} is a directory without Parquet files; give a CSV, TSV, Parquet or "
+                "JSON-lines file, or a folder of Parquet files."
+            )
+        return FileFormat("parquet")
     try:
         with path.open("rb") as fh:
             head = fh.read(_HEAD_BYTES)
@@ -145,6 +148,20 @@ def detect_format(path: Path) -> FileFormat:
     return FileFormat("csv", separator=separator, gzip=gzipped)
 
 
+def parquet_parts(folder: Path) -> list[Path]:
+    """The Parquet files of a partitioned folder (``date=2026-01-01/part-0.parquet``...), sorted.
+
+    Files and folders whose name starts with ``_`` or ``.`` (``_SUCCESS``,
+    ``.crc`` files) are skipped, as Spark and Hive do.
+    """
+    return sorted(
+        p
+        for p in folder.rglob("*.parquet")
+        if p.is_file()
+        and not any(part.startswith(("_", ".")) for part in p.relative_to(folder).parts)
+    )
+
+
 def _gunzip_head(path: Path) -> bytes:
     """Return the first decompressed bytes of a gzip file."""
     decompressor = zlib.decompressobj(wbits=31)
@@ -168,7 +185,8 @@ def estimate_rows(path: Path, fmt: FileFormat) -> int:
     to the file size. Over-estimates only make partitions smaller.
     """
     if fmt.kind == "parquet":
-        return int(pl.scan_parquet(path).select(pl.len()).collect().item())
+        files = parquet_parts(path) if path.is_dir() else [path]
+        return int(pl.scan_parquet(files).select(pl.len()).collect().item())
     size = path.stat().st_size
     consumed = 0
     sample = b""
@@ -247,6 +265,13 @@ def scan_table(
 
 def _scan(path: Path, fmt: FileFormat) -> pl.LazyFrame:
     if fmt.kind == "parquet":
+        if path.is_dir():  # a partitioned folder: hive columns (date=...) become columns
+            return pl.scan_parquet(
+                parquet_parts(path),
+                hive_partitioning=True,
+                row_index_name=ROW,
+                row_index_offset=1,
+            )
         return pl.scan_parquet(path, row_index_name=ROW, row_index_offset=1)
     if fmt.kind == "jsonl":
         return pl.scan_ndjson(

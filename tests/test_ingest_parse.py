@@ -257,7 +257,7 @@ def test_a_column_of_an_impossible_type_is_a_schema_error() -> None:
 
 # Spellings the fast forms take, and ones only the tolerant forms take.
 _SPELLINGS = {
-    "user_id": ["u1", " u1", "\tu2", "  ", "007"],
+    "user_id": ["u1", " u1", "\tu2", "  ", "007", "\u00a0", "\u2003u3"],
     "ts": [
         "2026-01-05T08:15:03Z",
         "2026-01-05 08:15:03",

@@ -66,7 +66,11 @@ def test_detect_gzip_and_parquet(tmp_path: Path) -> None:
     ("setup", "message"),
     [
         ("missing", "{p} does not exist; check the path."),
-        ("dir", "{p} is a directory; give a CSV, TSV, Parquet or JSON-lines file instead."),
+        (
+            "dir",
+            "{p} is a directory without Parquet files; give a CSV, TSV, Parquet or JSON-lines "
+            "file, or a folder of Parquet files.",
+        ),
         ("empty", "{p} is empty; give a file with a header and at least one row."),
         (
             "binary",
@@ -94,6 +98,40 @@ def test_detect_format_errors(tmp_path: Path, setup: str, message: str) -> None:
     with pytest.raises(InputFileError) as info:
         detect_format(path)
     assert str(info.value) == message.format(p=path)
+
+
+def test_a_folder_of_parquet_parts_reads_as_one_table(tmp_path: Path) -> None:
+    from recsim_cli.io import sha256_file
+    from recsim_cli.readers import parquet_parts, scan_table
+
+    folder = tmp_path / "events"
+    for day, users in (("2026-01-02", ["u3"]), ("2026-01-01", ["u1", "u2"])):
+        (folder / f"date={day}").mkdir(parents=True)
+        frame = pl.DataFrame(
+            {"user_id": users, "item_id": ["i"] * len(users), "ts": ["t"] * len(users)}
+        )
+        frame.write_parquet(folder / f"date={day}" / "part-0.parquet")
+    (folder / "_SUCCESS").write_bytes(b"")
+    (folder / "_temporary").mkdir()
+    pl.DataFrame({"user_id": ["junk"]}).write_parquet(folder / "_temporary" / "x.parquet")
+    assert detect_format(folder) == FileFormat("parquet")
+    assert [p.parent.name for p in parquet_parts(folder)] == ["date=2026-01-01", "date=2026-01-02"]
+    source = scan_table(
+        folder, known=["user_id", "item_id", "ts"], required=["user_id"], column_map={}
+    )
+    frame = source.frame.collect()
+    assert frame.get_column("user_id").to_list() == ["u1", "u2", "u3"]
+    assert frame.get_column(ROW).to_list() == [1, 2, 3]
+    assert source.unknown_columns == ("date",)  # the partition column, ignored and reported
+    assert source.estimated_rows == 3
+    digest = sha256_file(folder)
+    moved = tmp_path / "elsewhere"
+    folder.rename(moved)
+    assert sha256_file(moved) == digest  # the parts, not where they lie
+    (moved / "date=2026-01-02" / "part-1.parquet").write_bytes(
+        (moved / "date=2026-01-02" / "part-0.parquet").read_bytes()
+    )
+    assert sha256_file(moved) != digest
 
 
 def test_scan_table_renames_and_reports_unknown_columns(tmp_path: Path) -> None:

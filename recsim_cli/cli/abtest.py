@@ -19,12 +19,17 @@ from recsim_cli.cli.options import (
     DEFAULT_DATA,
     DEFAULT_REGISTRY,
     DataDir,
+    EngineOption,
     JsonFlag,
     RegistryDir,
     Seed,
+    SparkConfOption,
+    SparkMasterOption,
+    engine_config,
     parse_split,
 )
 from recsim_cli.errors import ConfigError, UserError
+from recsim_cli.spark.session import DEFAULT_MASTER
 
 if TYPE_CHECKING:
     from rich.console import Group
@@ -225,6 +230,19 @@ def abtest_command(
     ] = None,
     seed: Seed = 0,
     json_output: JsonFlag = False,
+    engine: EngineOption = "polars",
+    spark_master: SparkMasterOption = DEFAULT_MASTER,
+    spark_conf: SparkConfOption = None,
+    collect: Annotated[
+        str,
+        typer.Option(
+            "--collect",
+            metavar="auto|users|moments",
+            help="Logged tests: bring each user's sums to this machine, or only per-arm "
+            "moments (for hundreds of millions of users; no --bootstrap). auto picks by the "
+            "number of users (docs/statistics.md).",
+        ),
+    ] = "auto",
 ) -> None:
     """Analyse a logged A/B test and gate a promotion on it.
 
@@ -257,8 +275,12 @@ def abtest_command(
         from recsim_cli.report.render import require_report_extra
 
         require_report_extra()  # before the work, not after it
+    chosen, spark = engine_config(engine, spark_master, spark_conf)
+    if collect not in ("auto", "users", "moments"):
+        raise ConfigError(f"--collect {collect}: give auto (the default), users or moments.")
     if arm_column is None:
         _reject_logged_only(
+            collect=collect != "auto",
             cuped=cuped,
             pre_days=pre_days != 7,
             start=start is not None,
@@ -292,8 +314,15 @@ def abtest_command(
             markdown=markdown,
             html=html,
             json_output=json_output,
+            engine=chosen,
+            spark=spark,
         )
         return
+    if plan and chosen == "spark":
+        raise ConfigError(
+            "--plan reads the pre-experiment data on this machine; drop --engine spark "
+            "(sizing needs only a sample of users)."
+        )
     for flag, used in (
         ("--traffic", traffic is not None),
         ("--window", window is not None),
@@ -341,6 +370,9 @@ def abtest_command(
                 seed=seed,
                 registry=registry,
                 progress=progress,
+                engine=chosen,
+                spark=spark,
+                collect=collect,  # type: ignore[arg-type]  # checked above
                 **common,
             )
     if plan:

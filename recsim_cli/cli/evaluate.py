@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from recsim_cli.cli.options import DEFAULT_REGISTRY, RegistryDir, Seed
+from recsim_cli.cli.options import (
+    DEFAULT_REGISTRY,
+    EngineOption,
+    RegistryDir,
+    Seed,
+    SparkConfOption,
+    SparkMasterOption,
+    engine_config,
+)
+from recsim_cli.spark.session import DEFAULT_MASTER
 
 if TYPE_CHECKING:
     from rich.console import Group
@@ -119,6 +128,9 @@ def evaluate_command(
         ),
     ] = None,
     seed: Seed = 0,
+    engine: EngineOption = "polars",
+    spark_master: SparkMasterOption = DEFAULT_MASTER,
+    spark_conf: SparkConfOption = None,
 ) -> None:
     """Measure precision, recall, MAP, NDCG, MRR and hit rate on the held-out window.
 
@@ -136,6 +148,7 @@ def evaluate_command(
         from recsim_cli.report.render import require_report_extra
 
         require_report_extra()  # before the work, not after it
+    chosen, spark = engine_config(engine, spark_master, spark_conf)
     to_stdout = json_file is not None and str(json_file) == "-"
     with console.progress_bar(enabled=not to_stdout) as progress:
         report = evaluate(
@@ -155,6 +168,8 @@ def evaluate_command(
             seed=seed,
             n_candidates=n_candidates,
             progress=progress,
+            engine=chosen,
+            spark=spark,
         )
     if per_user is not None:
         write_parquet_atomic(report.per_user, per_user)

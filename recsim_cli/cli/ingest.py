@@ -11,8 +11,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from recsim_cli.cli.options import DEFAULT_DATA, DataDir, JsonFlag
+from recsim_cli.cli.options import (
+    DEFAULT_DATA,
+    DataDir,
+    EngineOption,
+    JsonFlag,
+    SparkConfOption,
+    SparkMasterOption,
+    engine_config,
+)
 from recsim_cli.errors import UserError
+from recsim_cli.spark.session import DEFAULT_MASTER
 
 if TYPE_CHECKING:
     from rich.console import Group, RenderableType
@@ -22,9 +31,10 @@ if TYPE_CHECKING:
 
 def ingest_command(
     events: Annotated[
-        Path,
+        str,
         typer.Argument(
-            help="The log: CSV or TSV (optionally gzipped), Parquet or JSON lines.",
+            help="The log: CSV or TSV (optionally gzipped), Parquet or JSON lines; with "
+            "--engine spark, a CSV or Parquet path Spark reads (local, hdfs://, s3a://).",
             show_default=False,
         ),
     ],
@@ -67,6 +77,9 @@ def ingest_command(
         typer.Option("--replace", help="Rebuild an existing dataset from these files only."),
     ] = False,
     json_output: JsonFlag = False,
+    engine: EngineOption = "polars",
+    spark_master: SparkMasterOption = DEFAULT_MASTER,
+    spark_conf: SparkConfOption = None,
 ) -> None:
     """Validate, normalise, sessionise and store interaction logs as a dataset.
 
@@ -85,17 +98,20 @@ def ingest_command(
     if append and replace:
         raise UserError("--append and --replace contradict each other; give only one.")
     mode: Mode = "append" if append else "replace" if replace else "new"
+    chosen, spark = engine_config(engine, spark_master, spark_conf)
     mapping = parse_column_map(column_map or [], CONTRACT_COLUMNS)
     gap = parse_duration(session_gap) if session_gap is not None else None
     with console.progress_bar(enabled=not json_output) as progress:
         summary = ingest(
-            events,
+            events if chosen == "spark" else Path(events),
             items=items,
             data=data,
             column_map=mapping,
             session_gap=gap,
             mode=mode,
             progress=progress,
+            engine=chosen,
+            spark=spark,
         )
     if json_output:
         console.print_json(summary.to_dict())

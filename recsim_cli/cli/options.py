@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from recsim_cli.errors import ConfigError
+from recsim_cli.spark.session import DEFAULT_MASTER, Engine, SparkConfig, parse_spark_conf
 
 DataDir = Annotated[
     Path,
@@ -71,3 +72,46 @@ def parse_split(text: str, flag: str = "--split") -> tuple[float, ...]:
             f"{flag} {text}: give positive numbers separated by '/', one per arm, e.g. 50/50."
         )
     return values
+
+
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        help="Where the heavy data work runs: polars (this machine) or spark (any Spark "
+        "cluster, see docs/scale.md; needs recsim\\[spark] and Java).",
+        metavar="polars|spark",
+    ),
+]
+SparkMasterOption = Annotated[
+    str,
+    typer.Option(
+        "--spark-master",
+        help="Spark master URL with --engine spark: local[*], spark://host:7077, yarn, k8s://...",
+    ),
+]
+SparkConfOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--spark-conf",
+        metavar="KEY=VALUE",
+        help="A Spark setting with --engine spark, e.g. spark.executor.memory=8g (repeatable).",
+    ),
+]
+
+
+def engine_config(
+    engine: str, master: str, conf: list[str] | None
+) -> tuple[Engine, SparkConfig | None]:
+    """Check ``--engine`` and build the Spark settings; return (engine, SparkConfig or None).
+
+    Spark options without ``--engine spark`` are refused rather than ignored.
+    """
+    if engine == "polars":
+        if conf or master != DEFAULT_MASTER:
+            given = "--spark-conf" if conf else "--spark-master"
+            raise ConfigError(f"{given} needs --engine spark; add it, or drop {given}.")
+        return "polars", None
+    if engine != "spark":
+        raise ConfigError(f"--engine {engine}: give polars (the default) or spark.")
+    return "spark", SparkConfig(master=master, conf=parse_spark_conf(conf or []))

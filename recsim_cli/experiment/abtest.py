@@ -22,13 +22,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from recsim_cli import REPORT_SCHEMA_VERSION, __version__
 from recsim_cli.dataset import Dataset
-from recsim_cli.errors import ConfigError, DatasetError, ExitCode
+from recsim_cli.errors import ConfigError, DatasetError, ExitCode, InternalError
 from recsim_cli.experiment.analysis import analyse, validate_split
 from recsim_cli.experiment.comparison import check_design
 from recsim_cli.experiment.daily import DailyStatistics, daily_statistics, window_days
@@ -41,9 +41,23 @@ from recsim_cli.experiment.logged import (
     LoggedExperiment,
     aggregate_experiment,
 )
+from recsim_cli.experiment.metrics import resolve_metric
+from recsim_cli.experiment.moments import (
+    Collect,
+    LoggedMoments,
+    analyse_moments,
+    analyse_moments_refusal,
+    check_collect,
+    daily_from_moments,
+    daily_moments_from_frames,
+    moments_from_frame,
+)
 from recsim_cli.experiment.results import ExperimentResult, MetricResult
 from recsim_cli.progress import Progress, no_progress
 from recsim_cli.rng import spawn_generators
+
+if TYPE_CHECKING:
+    from recsim_cli.spark.session import Engine, SparkConfig
 
 FORMAT_VERSION = 1
 DEFAULTS: dict[str, Any] = {
@@ -167,6 +181,10 @@ class AbTestReport(GatedReport):
     """The registry model each arm's label named when the test was analysed, or None."""
     daily: DailyStatistics | None = None
     """The analysis through each day of the window; None when it was not computed."""
+    engine: str = "polars"
+    """Where the events were aggregated: polars or spark."""
+    collect: str = "users"
+    """What the analysis read: the per-user frame ("users") or per-arm moments ("moments")."""
 
     def to_dict(self) -> dict[str, Any]:
         """Return every number, method and input of the report as JSON-ready values."""
@@ -184,6 +202,7 @@ class AbTestReport(GatedReport):
                 for arm, model in self.models.items()
             },
             "daily": None if self.daily is None else self.daily.to_dict(),
+            "computation": {"engine": self.engine, "collect": self.collect},
             **self.outcome_dict(),
         }
 
@@ -231,6 +250,21 @@ class PreparedExperiment:
     design: str
     pre_days: int
     warnings: tuple[str, ...] = field(default=())
+    engine: str = "polars"
+
+
+@dataclass(frozen=True)
+class PreparedMoments:
+    """A logged experiment read as per-arm moments, with the analysis options resolved."""
+
+    fingerprint: Fingerprint
+    moments: LoggedMoments
+    options: dict[str, Any]
+    gate: Gate | None
+    design: str
+    pre_days: int
+    warnings: tuple[str, ...] = field(default=())
+    engine: str = "polars"
 
 
 def resolve_options(
@@ -309,12 +343,78 @@ def prepare_experiment(
     both_arms: BothArms | None,
     progress: Progress,
     by_day: bool = False,
+    engine: Engine = "polars",
+    spark: SparkConfig | None = None,
 ) -> PreparedExperiment:
     """Resolve the options against the gate, open the dataset and build the per-user frame.
 
-    ``by_day`` also builds the per-day sums (``LoggedExperiment.daily``).
+    ``by_day`` also builds the per-day sums (``LoggedExperiment.daily``);
+    ``engine="spark"`` aggregates the events on Spark (``spark.logged``) and
+    collects the frame.
+    """
+    prepared = read_experiment(
+        data,
+        control=control,
+        treatment=treatment,
+        arm_column=arm_column,
+        metrics=metrics,
+        guardrails=guardrails,
+        alpha=alpha,
+        design=design,
+        cuped=cuped,
+        pre_days=pre_days,
+        start=start,
+        end=end,
+        split=split,
+        correction=correction,
+        relative_ci=relative_ci,
+        gate=gate,
+        both_arms=both_arms,
+        progress=progress,
+        by_day=by_day,
+        engine=engine,
+        spark=spark,
+        collect="users",
+    )
+    if not isinstance(prepared, PreparedExperiment):
+        raise InternalError("collect='users' returned moments.")
+    return prepared
+
+
+def read_experiment(
+    data: Path | str,
+    *,
+    control: str,
+    treatment: str,
+    arm_column: str,
+    metrics: Sequence[str] | None,
+    guardrails: Sequence[str] | None,
+    alpha: float | None,
+    design: str,
+    cuped: bool,
+    pre_days: int,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+    split: Sequence[float] | None,
+    correction: str | None,
+    relative_ci: str | None,
+    gate: Gate | Path | str | None,
+    both_arms: BothArms | None,
+    progress: Progress,
+    by_day: bool = False,
+    engine: Engine = "polars",
+    spark: SparkConfig | None = None,
+    collect: Collect = "auto",
+) -> PreparedExperiment | PreparedMoments:
+    """`prepare_experiment` on either engine, reading the per-user frame or per-arm moments.
+
+    ``collect="auto"`` reads the frame on polars (it is in memory anyway) and
+    on Spark when it has at most ``moments.MAX_COLLECTED_ROWS`` (user, arm)
+    rows, else the moments.
     """
     the_design = check_design(design)
+    the_collect = check_collect(collect)
+    the_engine = _check_engine(engine)
     if cuped and pre_days < 1:
         raise ConfigError("CUPED needs a pre-period: give pre_days (--pre-days) of 1 or more.")
     the_gate = load_gate(gate) if isinstance(gate, Path | str) else gate
@@ -330,19 +430,26 @@ def prepare_experiment(
     progress("abtest", 0, 3)
     dataset = Dataset.open(data)
     rule: BothArms = both_arms or ("keep" if the_design == "paired" else "exclude")
+    read: dict[str, Any] = {
+        "control": control,
+        "treatment": treatment,
+        "metrics": [*options["metrics"], *options["guardrails"]],
+        "arm_column": arm_column,
+        "start": start,
+        "end": end,
+        "pre_days": pre_days,
+        "both_arms": rule,
+        "by_day": by_day,
+    }
     try:
-        logged = aggregate_experiment(
-            dataset.events(),
-            control=control,
-            treatment=treatment,
-            metrics=[*options["metrics"], *options["guardrails"]],
-            arm_column=arm_column,
-            start=start,
-            end=end,
-            pre_days=pre_days,
-            both_arms=rule,
-            by_day=by_day,
-        )
+        if the_engine == "spark" and dataset.manifest.events_files:
+            logged = _read_on_spark(
+                dataset, read, spark, collect=the_collect, design=the_design, cuped=cuped
+            )
+        else:
+            logged = aggregate_experiment(dataset.events(), **read)
+            if the_collect == "moments":
+                logged = _polars_moments(logged, read["metrics"], the_design, cuped)
     except (OSError, pl.exceptions.ComputeError) as exc:
         # A damaged Parquet file of the dataset; a mistake in our own query raises other errors.
         raise DatasetError(
@@ -350,8 +457,8 @@ def prepare_experiment(
             "recsim ingest --replace."
         ) from exc
     progress("abtest", 1, 3)
-    warnings = list(logged.counts.warnings)
     counts = logged.counts
+    warnings = list(counts.warnings)
     if cuped and counts.pre_users_control + counts.pre_users_treatment == 0:
         warnings.append(
             f"No user has events in the {pre_days} days before the start, so CUPED "
@@ -363,15 +470,77 @@ def prepare_experiment(
             f"'{control}' or '{treatment}': if the experiment was already running, the CUPED "
             "covariate is affected by the treatment; start at the experiment's first day."
         )
-    return PreparedExperiment(
-        fingerprint=Fingerprint.of(data, dataset),
-        logged=logged,
-        options=options,
-        gate=the_gate,
-        design=the_design,
-        pre_days=pre_days,
-        warnings=tuple(warnings),
+    shared: dict[str, Any] = {
+        "fingerprint": Fingerprint.of(data, dataset),
+        "options": options,
+        "gate": the_gate,
+        "design": the_design,
+        "pre_days": pre_days,
+        "warnings": tuple(warnings),
+        "engine": the_engine,
+    }
+    if isinstance(logged, LoggedMoments):
+        return PreparedMoments(moments=logged, **shared)
+    return PreparedExperiment(logged=logged, **shared)
+
+
+def _check_engine(engine: str) -> Engine:
+    from recsim_cli.errors import UnknownNameError
+
+    if engine == "polars":
+        return "polars"
+    if engine == "spark":
+        return "spark"
+    raise UnknownNameError("engine", engine, ["polars", "spark"])
+
+
+def _read_on_spark(
+    dataset: Dataset,
+    read: dict[str, Any],
+    spark: SparkConfig | None,
+    *,
+    collect: Collect,
+    design: str,
+    cuped: bool,
+) -> LoggedExperiment | LoggedMoments:
+    """Aggregate the dataset's events on Spark (pyspark is imported only here)."""
+    from recsim_cli.spark.logged import aggregate_experiment_spark, read_events
+    from recsim_cli.spark.session import spark_session
+
+    session = spark_session(spark)
+    files = [str(dataset.root / f) for f in dataset.manifest.events_files]
+    return aggregate_experiment_spark(
+        read_events(session, files), collect=collect, design=design, cuped=cuped, **read
     )
+
+
+def _polars_moments(
+    logged: LoggedExperiment, metrics: Sequence[str], design: str, cuped: bool
+) -> LoggedMoments:
+    """The moments of a polars-built frame (and of each day's cumulative frame)."""
+    defs = [resolve_metric(m) for m in metrics]
+    counts = logged.counts
+    moments = moments_from_frame(
+        logged.frame,
+        defs,
+        control=counts.control,
+        treatment=counts.treatment,
+        design=design,
+        cuped=cuped,
+    )
+    daily = None
+    if logged.daily is not None:
+        daily = daily_moments_from_frames(
+            logged.daily,
+            window_days(counts.start.date(), counts.last_event.date()),
+            defs,
+            control=counts.control,
+            treatment=counts.treatment,
+            design=design,
+            cuped=cuped,
+            static=_static(logged),
+        )
+    return LoggedMoments(counts, moments, daily)
 
 
 def run_logged_abtest(
@@ -398,6 +567,9 @@ def run_logged_abtest(
     seed: int = 0,
     registry: Path | str | None = None,
     progress: Progress = no_progress,
+    engine: Engine = "polars",
+    spark: SparkConfig | None = None,
+    collect: Collect = "auto",
 ) -> AbTestReport:
     """Analyse the logged experiment ``control`` against ``treatment`` in dataset ``data``.
 
@@ -408,11 +580,18 @@ def run_logged_abtest(
     With ``registry``, an arm label that names a model or an alias there is
     recorded with the model's name and fingerprint (`ArmModel`). The
     report's ``daily`` holds the analysis through each day of the window
-    (``daily.py``).
+    (``daily.py``). ``engine="spark"`` aggregates the events on Spark
+    (``spark``: where and how); ``collect`` says what the analysis reads:
+    the per-user frame ("users"), per-arm moments ("moments": no bootstrap
+    or winsorisation), or ("auto") the frame up to
+    ``moments.MAX_COLLECTED_ROWS`` (user, arm) rows on Spark, always on polars.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a whole number of at least 0; got {seed!r}.")
-    prepared = prepare_experiment(
+    if collect == "moments" and (bootstrap or winsorize is not None):
+        # refused before the events are read; analyse_moments refuses them too
+        analyse_moments_refusal(bootstrap=bootstrap, winsorize_at=winsorize)
+    prepared = read_experiment(
         data,
         control=control,
         treatment=treatment,
@@ -432,6 +611,9 @@ def run_logged_abtest(
         both_arms=both_arms,
         progress=progress,
         by_day=True,
+        engine=engine,
+        spark=spark,
+        collect=collect,
     )
     rng = spawn_generators(seed, ["bootstrap"])["bootstrap"] if bootstrap else None
     options: dict[str, Any] = {
@@ -445,14 +627,26 @@ def run_logged_abtest(
         ),
         **prepared.options,
     }
-    result = analyse(prepared.logged.frame, bootstrap=bootstrap, rng=rng, **options)
-    daily = _logged_daily(prepared, options)
+    if isinstance(prepared, PreparedMoments):
+        logged_counts = prepared.moments.counts
+        result = analyse_moments(prepared.moments.moments, bootstrap=bootstrap, **options)
+        daily = (
+            None
+            if prepared.moments.daily is None
+            else daily_from_moments(prepared.moments.daily, options)
+        )
+        collected = "moments"
+    else:
+        logged_counts = prepared.logged.counts
+        result = analyse(prepared.logged.frame, bootstrap=bootstrap, rng=rng, **options)
+        daily = _logged_daily(prepared, options)
+        collected = "users"
     progress("abtest", 2, 3)
     decision = None if prepared.gate is None else decide(result, prepared.gate)
     progress("abtest", 3, 3)
     return AbTestReport(
         fingerprint=prepared.fingerprint,
-        logged=prepared.logged.counts,
+        logged=logged_counts,
         result=result,
         decision=decision,
         gate=prepared.gate,
@@ -464,7 +658,15 @@ def run_logged_abtest(
             "treatment": None if registry is None else resolve_arm_model(treatment, registry),
         },
         daily=daily,
+        engine=prepared.engine,
+        collect=collected,
     )
+
+
+def _static(logged: LoggedExperiment) -> pl.DataFrame | None:
+    """The frame's pre-period columns per (user_id, arm), joined onto each day's frame."""
+    pre = [c for c in logged.frame.columns if "_pre_" in c]
+    return logged.frame.select("user_id", "arm", *pre) if pre else None
 
 
 def _logged_daily(prepared: PreparedExperiment, options: dict[str, Any]) -> DailyStatistics | None:
@@ -473,7 +675,5 @@ def _logged_daily(prepared: PreparedExperiment, options: dict[str, Any]) -> Dail
     if logged.daily is None:
         return None
     counts = logged.counts
-    pre = [c for c in logged.frame.columns if "_pre_" in c]
-    static = logged.frame.select("user_id", "arm", *pre) if pre else None
     days = window_days(counts.start.date(), counts.last_event.date())
-    return daily_statistics(logged.daily, days, options, static=static)
+    return daily_statistics(logged.daily, days, options, static=_static(logged))

@@ -12,15 +12,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from recsim_cli.errors import ConfigError
 from recsim_cli.experiment.bootstrap import BootstrapResult, arm_columns, poisson_bootstrap
-from recsim_cli.experiment.comparison import Comparison, Sample, check_design, compare
+from recsim_cli.experiment.comparison import Comparison, Design, Sample, check_design, compare
 from recsim_cli.experiment.cuped import linearise_covariate
-from recsim_cli.experiment.effects import check_distribution, check_relative_method
+from recsim_cli.experiment.effects import (
+    Distribution,
+    RelativeMethod,
+    check_distribution,
+    check_relative_method,
+)
 from recsim_cli.experiment.frame import extract_arms
 from recsim_cli.experiment.health import (
     DEFAULT_MIN_USERS,
@@ -31,7 +37,7 @@ from recsim_cli.experiment.health import (
     check_sample_ratio,
 )
 from recsim_cli.experiment.metrics import Evidence, MetricDef, resolve_metric
-from recsim_cli.experiment.multiple import adjust, check_correction
+from recsim_cli.experiment.multiple import Correction, adjust, check_correction
 from recsim_cli.experiment.power import DEFAULT_POWER, minimum_detectable_effect
 from recsim_cli.experiment.results import (
     AnalysisSettings,
@@ -67,9 +73,10 @@ def validate_split(split: Sequence[float], name: str = "split") -> tuple[float, 
     return (values[0] / total, values[1] / total)
 
 
-def _resolve(
+def resolve_metrics(
     metrics: Sequence[str | MetricDef], guardrails: Sequence[str | MetricDef]
 ) -> list[tuple[MetricDef, Role]]:
+    """Resolve primary metrics and guardrails to definitions with their role; refuse repeats."""
     if isinstance(metrics, str) or isinstance(guardrails, str):
         raise ConfigError("give metrics and guardrails as lists of names, e.g. ['ctr'].")
     resolved: list[tuple[MetricDef, Role]] = [(resolve_metric(m), "primary") for m in metrics]
@@ -85,6 +92,55 @@ def _resolve(
             )
         seen.add(definition.name)
     return resolved
+
+
+@dataclass(frozen=True)
+class CheckedOptions:
+    """The options of an analysis, checked and resolved (`check_options`)."""
+
+    resolved: list[tuple[MetricDef, Role]]
+    design: Design
+    relative: RelativeMethod
+    distribution: Distribution
+    correction: Correction
+    alpha: float
+    split: tuple[float, float]
+
+
+def check_options(
+    metrics: Sequence[str | MetricDef],
+    guardrails: Sequence[str | MetricDef],
+    *,
+    design: str,
+    relative_ci: str,
+    distribution: str,
+    correction: str,
+    alpha: float,
+    split: Sequence[float],
+    min_users_per_arm: int,
+    power: float,
+    ddof: int,
+) -> CheckedOptions:
+    """Check the options `analyse` and ``moments.analyse_moments`` share; one sentence each."""
+    resolved = resolve_metrics(metrics, guardrails)
+    checked = CheckedOptions(
+        resolved=resolved,
+        design=check_design(design),
+        relative=check_relative_method(relative_ci),
+        distribution=check_distribution(distribution),
+        correction=check_correction(correction),
+        alpha=validate_alpha(alpha),
+        split=validate_split(split),
+    )
+    if isinstance(min_users_per_arm, bool) or not isinstance(min_users_per_arm, int):
+        raise ConfigError(f"min_users_per_arm must be an integer; got {min_users_per_arm!r}.")
+    if min_users_per_arm < 2:
+        raise ConfigError(f"min_users_per_arm must be at least 2; got {min_users_per_arm}.")
+    if not 0 < power < 1:
+        raise ConfigError(f"power must be in (0, 1), e.g. 0.8; got {power!r}.")
+    if ddof not in (0, 1):
+        raise ConfigError(f"ddof must be 0 or 1; got {ddof!r}.")
+    return checked
 
 
 def analyse(
@@ -121,21 +177,22 @@ def analyse(
     ``checks`` are the caller's own health checks (e.g. off-policy weight
     diagnostics), kept with the engine's.
     """
-    resolved = _resolve(metrics, guardrails)
-    the_design = check_design(design)
-    relative_method = check_relative_method(relative_ci)
-    the_distribution = check_distribution(distribution)
-    the_correction = check_correction(correction)
-    the_alpha = validate_alpha(alpha)
-    shares = validate_split(split)
-    if isinstance(min_users_per_arm, bool) or not isinstance(min_users_per_arm, int):
-        raise ConfigError(f"min_users_per_arm must be an integer; got {min_users_per_arm!r}.")
-    if min_users_per_arm < 2:
-        raise ConfigError(f"min_users_per_arm must be at least 2; got {min_users_per_arm}.")
-    if not 0 < power < 1:
-        raise ConfigError(f"power must be in (0, 1), e.g. 0.8; got {power!r}.")
-    if ddof not in (0, 1):
-        raise ConfigError(f"ddof must be 0 or 1; got {ddof!r}.")
+    options = check_options(
+        metrics,
+        guardrails,
+        design=design,
+        relative_ci=relative_ci,
+        distribution=distribution,
+        correction=correction,
+        alpha=alpha,
+        split=split,
+        min_users_per_arm=min_users_per_arm,
+        power=power,
+        ddof=ddof,
+    )
+    resolved, the_design, relative_method = options.resolved, options.design, options.relative
+    the_distribution, the_correction = options.distribution, options.correction
+    the_alpha, shares = options.alpha, options.split
     if winsorize_at is not None:
         check_level(winsorize_at)
     if bootstrap < 0 or (0 < bootstrap < 2):
@@ -225,7 +282,7 @@ def analyse(
     for (definition, role, comp, winsor), boot in zip(comparisons, boots, strict=True):
         adj = next(adjusted) if role == "primary" else None
         results.append(
-            _metric_result(
+            metric_result(
                 definition,
                 role,
                 comp,
@@ -314,7 +371,7 @@ def _test_name(design: str, distribution: str) -> str:
     return "paired-t" if design == "paired" else "welch-t"
 
 
-def _metric_result(
+def metric_result(
     definition: MetricDef,
     role: Role,
     comp: Comparison,
@@ -326,6 +383,7 @@ def _metric_result(
     distribution: str,
     evidence: Evidence | None = None,
 ) -> MetricResult:
+    """Build one metric's result from its comparison (per-user values or moments alike)."""
     control_estimate = float(comp.control)
     mde = float(minimum_detectable_effect(comp.se, settings.alpha, settings.power))
     defined = bool(comp.relative_defined)

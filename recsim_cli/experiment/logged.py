@@ -155,7 +155,7 @@ class LoggedExperiment:
     """With ``by_day``: the frame's sums per (user_id, arm, day), without the pre-period."""
 
 
-def _check_inputs(
+def check_inputs(
     schema: pl.Schema,
     *,
     arm_column: str,
@@ -165,6 +165,7 @@ def _check_inputs(
     pre_days: int,
     both_arms: str,
 ) -> list[LoggedMetric]:
+    """Check the options and the events' schema; return the metrics resolved."""
     if control == treatment:
         raise ConfigError(f"control and treatment are both '{control}'; name two different arms.")
     if isinstance(metrics, str) or not metrics:
@@ -246,7 +247,7 @@ def aggregate_experiment(
     when the window holds no events of an arm.
     """
     schema = events.collect_schema()
-    resolved = _check_inputs(
+    resolved = check_inputs(
         schema,
         arm_column=arm_column,
         control=control,
@@ -262,7 +263,7 @@ def aggregate_experiment(
         pl.col("ts").filter(in_arms).min().alias("first"),
     ).collect()
     labels: list[str] = overview["labels"][0].to_list()
-    _check_labels(arm_column, labels, control, treatment)
+    check_labels(arm_column, labels, control, treatment)
     begin = as_utc(start if start is not None else overview["first"][0])
     stop = as_utc(end) if end is not None else None
     if stop is not None and stop <= begin:
@@ -323,7 +324,7 @@ def aggregate_experiment(
             *(pl.col(f"{m.numerator}_pre").alias(f"{m.name}_pre_num") for m in resolved),
             *(pl.col(f"{m.denominator}_pre").alias(f"{m.name}_pre_den") for m in resolved),
         )
-    frame = frame.select(_ordered_columns(frame.columns, resolved)).sort("arm", "user_id")
+    frame = frame.select(ordered_columns(frame.columns, resolved)).sort("arm", "user_id")
     counts = _counts(
         frame,
         kept,
@@ -341,7 +342,8 @@ def aggregate_experiment(
     return LoggedExperiment(frame, counts, daily)
 
 
-def _check_labels(arm_column: str, labels: list[str], control: str, treatment: str) -> None:
+def check_labels(arm_column: str, labels: list[str], control: str, treatment: str) -> None:
+    """Raise `UserError` unless both arms' labels are among the column's ``labels``."""
     missing = [name for name in (control, treatment) if name not in labels]
     if not missing:
         return
@@ -356,7 +358,8 @@ def _check_labels(arm_column: str, labels: list[str], control: str, treatment: s
     )
 
 
-def _ordered_columns(columns: list[str], resolved: list[LoggedMetric]) -> list[str]:
+def ordered_columns(columns: list[str], resolved: list[LoggedMetric]) -> list[str]:
+    """The frame's columns in contract order: user_id, arm, then each metric's."""
     order = ["user_id", "arm"]
     for m in resolved:
         order += [c for c in (f"{m.name}_{p}" for p in ("num", "den", "pre_num", "pre_den"))]
@@ -383,8 +386,49 @@ def _counts(
     if pre_days:
         has_pre = frame.filter(pl.col(f"{resolved[0].name}_pre_den").is_not_null())
         pre_users = {a: int((has_pre["arm"] == a).sum()) for a in (control, treatment)}
-    null_events, other_events = int(ignored["null"][0]), int(ignored["other"][0])
-    other_arms = tuple(ignored[_ARM][0].to_list())
+    last = kept["last"].max()
+    return logged_counts(
+        arm_column=arm_column,
+        control=control,
+        treatment=treatment,
+        users=users,
+        pre_users=pre_users,
+        shared=shared,
+        both_arms=both_arms,
+        ignored=(int(ignored["null"][0]), int(ignored["other"][0])),
+        other_arms=tuple(ignored[_ARM][0].to_list()),
+        events_used=int(kept["impressions"].sum()),
+        last=last if isinstance(last, dt.datetime) else None,
+        window=window,
+        pre_days=pre_days,
+        pre_labelled=pre_labelled,
+    )
+
+
+def logged_counts(
+    *,
+    arm_column: str,
+    control: str,
+    treatment: str,
+    users: dict[str, int],
+    pre_users: dict[str, int],
+    shared: int,
+    both_arms: BothArms,
+    ignored: tuple[int, int],
+    other_arms: tuple[str, ...],
+    events_used: int,
+    last: dt.datetime | None,
+    window: tuple[dt.datetime, dt.datetime | None],
+    pre_days: int,
+    pre_labelled: int,
+) -> LoggedCounts:
+    """Build the counts and their warnings from the numbers either engine computed.
+
+    ``users`` and ``pre_users`` are per arm label, ``ignored`` the window's
+    events with a null label and with another arm's label, ``last`` the last
+    event used (None when no event is used).
+    """
+    null_events, other_events = ignored
     excluded = shared if both_arms == "exclude" else 0
     warnings = []
     if shared:
@@ -409,7 +453,6 @@ def _counts(
             f"({', '.join(other_arms)})."
         )
     begin, stop = window
-    last = kept["last"].max()
     return LoggedCounts(
         arm_column=arm_column,
         control=control,
@@ -419,13 +462,13 @@ def _counts(
         both_arm_users=shared,
         excluded_users=excluded,
         both_arms=both_arms,
-        events_used=int(kept["impressions"].sum()),
+        events_used=events_used,
         events_null_arm=null_events,
         events_other_arms=other_events,
         other_arms=other_arms,
         start=begin,
         end=stop,
-        last_event=as_utc(last) if isinstance(last, dt.datetime) else begin,
+        last_event=as_utc(last) if last is not None else begin,
         pre_days=pre_days,
         pre_users_control=pre_users[control],
         pre_users_treatment=pre_users[treatment],

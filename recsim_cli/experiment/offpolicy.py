@@ -20,7 +20,9 @@ time on the target's slates:
   into the engine (Swaminathan & Joachims 2015). ``replay`` uses the weights
   ``1[accepted] 1[match]``: accepted impressions are the uniformly random
   ones (the ``explore`` column), or, without it, rejection sampling with
-  probability ``min(pi_b) / pi_b`` (Li et al. 2011).
+  probability ``min(pi_b) / pi_b`` (Li et al. 2011), its uniform draws a
+  hash of the seed and the slot (``replay_uniforms``) so that Spark draws
+  the same ones.
 * ``dm``: ``y_i = q_i``, the session model's prediction for the target's item
   in the logged slot's context (Dudik et al. 2011).
 * ``dr``: ``y_i = q_i + w_i (r_i - q_i)``; on a matched impression the logged
@@ -270,12 +272,17 @@ def importance_weights(
     return Weights(w, np.asarray(match, dtype=np.bool_))
 
 
-def replay_acceptance(impressions: pl.DataFrame, rng: np.random.Generator) -> FloatArray:
+def replay_acceptance(
+    impressions: pl.DataFrame, draws: np.random.Generator | FloatArray
+) -> FloatArray:
     """Return 1 for impressions replay may use: explored ones, else a rejection sample.
 
     With the ``explore`` column, the impressions of uniformly random slates.
     Without it, each impression is accepted with probability
-    ``min(pi_b) / pi_b`` (the accepted ones are as if logged uniformly).
+    ``min(pi_b) / pi_b`` (the accepted ones are as if logged uniformly): it is
+    accepted when its uniform draw ``u < min(pi_b) / pi_b``. ``draws`` are the
+    uniforms, one per impression (``replay_uniforms``, which both engines
+    compute alike), or a generator to draw them from.
     """
     explore = impressions.get_column("explore")
     if explore.null_count() < explore.len():
@@ -283,8 +290,126 @@ def replay_acceptance(impressions: pl.DataFrame, rng: np.random.Generator) -> Fl
     pi_b = impressions.get_column("propensity").to_numpy().astype(np.float64)
     known = np.isfinite(pi_b) & (pi_b > 0)
     floor = float(pi_b[known].min()) if known.any() else 1.0
-    u = rng.random(len(pi_b))
+    u = draws.random(len(pi_b)) if isinstance(draws, np.random.Generator) else draws
     return np.where(known & (u < floor / np.where(known, pi_b, 1.0)), 1.0, 0.0)
+
+
+# -- replay's uniform draws: Spark's xxhash64, so Spark SQL computes the same numbers --------
+
+_U64 = np.uint64
+_P1, _P2, _P3, _P4, _P5 = (
+    _U64(0x9E3779B185EBCA87),
+    _U64(0xC2B2AE3D27D4EB4F),
+    _U64(0x165667B19E3779F9),
+    _U64(0x85EBCA77C2B2AE63),
+    _U64(0x27D4EB2F165667C5),
+)
+XXHASH_SEED = 42
+"""The seed of Spark SQL's ``xxhash64``: the hash of the first column starts from it."""
+UintArray = npt.NDArray[np.uint64]
+
+
+def _rotl(x: UintArray, r: int) -> UintArray:
+    return (x << _U64(r)) | (x >> _U64(64 - r))
+
+
+def _fmix(h: UintArray) -> UintArray:
+    h = (h ^ (h >> _U64(33))) * _P2
+    h = (h ^ (h >> _U64(29))) * _P3
+    return h ^ (h >> _U64(32))
+
+
+def xxhash64_long(values: npt.NDArray[np.int64], seed: UintArray) -> UintArray:
+    """XXH64 of each 8-byte little-endian ``values[i]`` with seed ``seed[i]`` (Spark's hashLong)."""
+    with np.errstate(over="ignore"):
+        h = seed + _P5 + _U64(8)
+        h ^= _rotl(values.astype(np.int64).view(np.uint64) * _P2, 31) * _P1
+        return _fmix(_rotl(h, 27) * _P1 + _P4)
+
+
+def xxhash64_int(values: npt.NDArray[np.int32], seed: UintArray) -> UintArray:
+    """XXH64 of each 4-byte little-endian ``values[i]`` with seed ``seed[i]`` (Spark's hashInt)."""
+    with np.errstate(over="ignore"):
+        h = seed + _P5 + _U64(4)
+        h ^= values.astype(np.int32).view(np.uint32).astype(np.uint64) * _P1
+        return _fmix(_rotl(h, 23) * _P2 + _P3)
+
+
+def xxhash64_strings(values: pl.Series, seed: UintArray) -> UintArray:
+    """XXH64 of each string's UTF-8 bytes with seed ``seed[i]`` (Spark's hash of a string).
+
+    Vectorised over the strings of each byte length.
+    """
+    raw = [v.encode() for v in values.cast(pl.String).to_list()]
+    lengths = np.array([len(r) for r in raw], dtype=np.int64)
+    out = np.zeros(len(raw), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for length in np.unique(lengths).tolist():
+            at = np.flatnonzero(lengths == length)
+            data = np.frombuffer(b"".join(raw[i] for i in at), dtype=np.uint8)
+            data = data.reshape(len(at), length)
+            out[at] = _xxhash64_block(data, seed[at])
+    return out
+
+
+def _xxhash64_block(data: npt.NDArray[np.uint8], seed: UintArray) -> UintArray:
+    """XXH64 of each row of ``data`` (rows of equal length) with its seed."""
+    length = data.shape[1]
+
+    def word(at: int, size: int) -> UintArray:
+        chunk = np.ascontiguousarray(data[:, at : at + size]).view(f"<u{size}")
+        return chunk.ravel().astype(np.uint64)
+
+    at = 0
+    if length >= 32:
+        lanes = [seed + _P1 + _P2, seed + _P2, seed.copy(), seed - _P1]
+        while at <= length - 32:
+            for j in range(4):
+                lanes[j] = _rotl(lanes[j] + word(at + 8 * j, 8) * _P2, 31) * _P1
+            at += 32
+        h = _rotl(lanes[0], 1) + _rotl(lanes[1], 7) + _rotl(lanes[2], 12) + _rotl(lanes[3], 18)
+        for lane in lanes:
+            h = (h ^ (_rotl(lane * _P2, 31) * _P1)) * _P1 + _P4
+    else:
+        h = seed + _P5
+    h = h + _U64(length)
+    while at <= length - 8:
+        h ^= _rotl(word(at, 8) * _P2, 31) * _P1
+        h = _rotl(h, 27) * _P1 + _P4
+        at += 8
+    if at + 4 <= length:
+        h ^= word(at, 4) * _P1
+        h = _rotl(h, 23) * _P2 + _P3
+        at += 4
+    while at < length:
+        h ^= data[:, at].astype(np.uint64) * _P5
+        h = _rotl(h, 11) * _P1
+        at += 1
+    return _fmix(h)
+
+
+def replay_uniforms(impressions: pl.DataFrame, seed: int) -> FloatArray:
+    """Return replay's uniform draw in [0, 1) for each impression: a hash of seed and slot.
+
+    ``u = (xxhash64(seed, user_id, session_id, slate, position) >>> 11) / 2^53``
+    with Spark SQL's ``xxhash64`` (XXH64, seed 42, each column's hash seeding
+    the next; ``seed`` a 64-bit, ``slate`` and ``position`` 32-bit integers),
+    so both engines accept the same impressions whatever their order. The
+    impressions are sorted by user and session (``prepare_impressions``);
+    strings are hashed once per session.
+    """
+    n = impressions.height
+    if not n:
+        return np.zeros(0)
+    start = xxhash64_long(np.array([seed], dtype=np.int64), np.array([XXHASH_SEED], np.uint64))
+    starts = _runs(impressions.get_column("user_id"), impressions.get_column("session_id"))
+    sessions = impressions.select("user_id", "session_id")[starts]
+    h = xxhash64_strings(sessions.get_column("user_id"), np.repeat(start, len(starts)))
+    h = xxhash64_strings(sessions.get_column("session_id"), h)
+    h = np.repeat(h, np.diff(np.append(starts, n)))
+    h = xxhash64_int(impressions.get_column("slate").to_numpy(), h)
+    h = xxhash64_int(impressions.get_column("position").to_numpy(), h)
+    return (h >> _U64(11)).astype(np.float64) / float(1 << 53)
 
 
 def self_normalised(y: FloatArray, w: FloatArray, slot: npt.NDArray[np.int64]) -> FloatArray:

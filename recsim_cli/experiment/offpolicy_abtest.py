@@ -18,6 +18,13 @@ runs when A and B are registry models, recommendation files or ``logged``:
 6. analyse the same sums through each day of the window (``daily.py``): a
    session's sums count on its day, a user from their first session.
 
+With ``engine="spark"`` steps 2, 3, 4 and the window's counts run in Spark
+(``recsim_cli.spark.offpolicy``): the weights in Spark SQL, the session
+model's predictions and rollouts in pandas functions over Spark's rows
+(``recsim_cli.spark.offpolicy_model``); the model is fit here on the
+pre-window impressions Spark brings back. The per-user sums come back and
+steps 5 and 6 run here as on polars.
+
 It prints nothing; every error is a ``RecsimError``.
 """
 
@@ -63,6 +70,7 @@ from recsim_cli.experiment.offpolicy import (
     prepare_impressions,
     pseudo_outcomes,
     replay_acceptance,
+    replay_uniforms,
     resolve_estimator,
     slate_sums,
     sum_runs,
@@ -70,11 +78,12 @@ from recsim_cli.experiment.offpolicy import (
 )
 from recsim_cli.experiment.results import ExperimentResult
 from recsim_cli.progress import Progress, no_progress
-from recsim_cli.rng import spawn_generators
+from recsim_cli.spark.session import ENGINES, Engine, SparkConfig
 from recsim_cli.times import format_ts
 
 if TYPE_CHECKING:
     from recsim_cli.experiment.session_model import SessionModel
+    from recsim_cli.spark.offpolicy import SparkLogs
 
 FORMAT_VERSION = 1
 DESIGNS = ("paired", "split")
@@ -409,8 +418,7 @@ def estimate_arm(
     slot = impressions.get_column("rank").to_numpy().astype(np.int64)
     used = weights.w
     if estimator == "replay" and target is not None:
-        rng = spawn_generators(seed, ["replay"])["replay"]
-        used = replay_acceptance(impressions, rng) * weights.match
+        used = replay_acceptance(impressions, replay_uniforms(impressions, seed)) * weights.match
     clicks_y = impressions.get_column("clicked").to_numpy().astype(np.float64)
     watch_y = impressions.get_column("watch_s").to_numpy().astype(np.float64)
     q_click = q_watch = None
@@ -738,6 +746,8 @@ def run_offpolicy_abtest(
     salt: str = DEFAULT_SALT,
     seed: int = 0,
     progress: Progress = no_progress,
+    engine: Engine = "polars",
+    spark: SparkConfig | None = None,
 ) -> OffPolicyReport:
     """Estimate from the logs in ``data`` an A/B test of ``control`` against ``treatment``.
 
@@ -745,6 +755,11 @@ def run_offpolicy_abtest(
     ``design="split"`` hashes users with ``salt`` into arms, ``traffic`` of
     them into the treatment, as the live test would. See the module docstring
     for the steps and docs/offpolicy.md for the estimators.
+
+    ``engine="spark"`` reads the window's impressions with Spark (``spark``
+    says where it runs) and estimates them there
+    (``recsim_cli.spark.offpolicy``), every estimator and metric, with the
+    same numbers as polars up to the last bits of floating sums.
     """
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a whole number of at least 0; got {seed!r}.")
@@ -774,6 +789,8 @@ def run_offpolicy_abtest(
                 f"metric '{name}' cannot be estimated off-policy; use "
                 f"{', '.join([*SLATE_METRICS, *SESSION_METRICS])}."
             )
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine}: give polars (the default) or spark.")
     arm_c = resolve_arm(control, registry=Path(registry))
     arm_t = resolve_arm(treatment, registry=Path(registry))
     if control == treatment:
@@ -782,87 +799,118 @@ def run_offpolicy_abtest(
     check_same_dataset([arm_c, arm_t], dataset.fingerprint)
 
     progress("abtest", 0, 5)
-    bounds = dataset.events().select(pl.col("ts").min().alias("a"), pl.col("ts").max().alias("b"))
-    first_last = bounds.collect().row(0)
-    if first_last[0] is None:
+    if engine == "spark":
+        from recsim_cli.spark import offpolicy as on_spark
+
+        first_last = on_spark.event_bounds(dataset, data, spark)
+    else:
+        bounds = dataset.events().select(
+            pl.col("ts").min().alias("a"), pl.col("ts").max().alias("b")
+        )
+        first_last = bounds.collect().row(0)
+    if first_last[0] is None or first_last[1] is None:
         raise DatasetError(f"{data}: the dataset has no events; ingest logs first.")
     start, end = evaluation_window(
         [arm_c, arm_t], window, first_event=first_last[0], last_event=first_last[1]
     )
-    inside, before = _window_events(dataset, start, end, data)
-    if inside.is_empty():
+    logs: WindowLogs | SparkLogs
+    if engine == "spark":
+        spark_window = on_spark.read_window(dataset, data, start, end, spark)
+        rows = spark_window.rows
+    else:
+        inside, before = _window_events(dataset, start, end, data)
+        rows = inside.height
+    if not rows:
         raise ConfigError(
             f"the evaluation window {format_ts(start)} to {format_ts(end)} holds no events of "
             f"the dataset (which runs from {format_ts(first_last[0])} to "
             f"{format_ts(first_last[1])}); give --window START..END inside it, or ingest newer "
             "logs."
         )
-    logs = WindowLogs.of(inside)
-    propensity = logs.impressions.get_column("propensity")
-    has_propensity = propensity.null_count() < propensity.len()
-    has_explore = logs.impressions.get_column("explore").null_count() < logs.impressions.height
-    the_estimator = resolve_estimator(
-        estimator, has_propensity=has_propensity, has_explore=has_explore
-    )
-    warnings: list[str] = []
-    if estimator == "auto" and the_estimator == "dm":
-        warnings.append(
-            "The logs carry no propensities, so every number is model-based (--estimator dm): "
-            "the gate cannot ship on them."
+    if engine == "spark":
+        logs = on_spark.prepare_window(spark_window)
+        summary = _LogSummary.of_spark(logs)
+    else:
+        logs = WindowLogs.of(inside)
+        summary = _LogSummary.of(logs, before.height)
+    try:
+        the_estimator = resolve_estimator(
+            estimator, has_propensity=summary.propensities > 0, has_explore=summary.has_explore
         )
-    if has_propensity and propensity.null_count():
-        warnings.append(
-            f"{propensity.null_count():,} impressions in the window have no propensity and get "
-            "weight 0; the mean weight shows how much that costs."
-        )
-    note = target_note(target_epsilon)
-    if note is not None:
-        warnings.append(note[0].upper() + note[1:] + ".")
-    users = logs.users
-    progress("abtest", 1, 5)
+        warnings: list[str] = []
+        if estimator == "auto" and the_estimator == "dm":
+            warnings.append(
+                "The logs carry no propensities, so every number is model-based (--estimator "
+                "dm): the gate cannot ship on them."
+            )
+        without = summary.impressions - summary.propensities
+        if summary.propensities and without:
+            warnings.append(
+                f"{without:,} impressions in the window have no propensity and get "
+                "weight 0; the mean weight shows how much that costs."
+            )
+        note = target_note(target_epsilon)
+        if note is not None:
+            warnings.append(note[0].upper() + note[1:] + ".")
+        users = summary.users
+        progress("abtest", 1, 5)
 
-    arm_lists = [
-        None
-        if arm.kind == "logged"
-        else daily_lists(
-            arm,
-            dataset=dataset,
-            users=users.get_column("user_id"),
-            days=_days(start, end),
-            length=logs.list_length,
-            progress=progress,
-            user_days=logs.user_days,
-        )
-        for arm in (arm_c, arm_t)
-    ]
-    progress("abtest", 2, 5)
+        arm_lists = [
+            None
+            if arm.kind == "logged"
+            else daily_lists(
+                arm,
+                dataset=dataset,
+                users=users.get_column("user_id"),
+                days=_days(start, end),
+                length=summary.list_length,
+                progress=progress,
+                user_days=summary.user_days,
+            )
+            for arm in (arm_c, arm_t)
+        ]
+        progress("abtest", 2, 5)
 
-    need_sessions = any(name in SESSION_METRICS for name in names)
-    session_model = None
-    model_summary = None
-    if the_estimator in ("dm", "dr") or need_sessions:
-        from recsim_cli.experiment.session_model import fit_session_model
+        need_sessions = any(name in SESSION_METRICS for name in names)
+        session_model = None
+        model_summary = None
+        if the_estimator in ("dm", "dr") or need_sessions:
+            from recsim_cli.experiment.session_model import fit_session_model
 
-        items = dataset.items().collect() if dataset.has_items else _items_from(before)
-        session_model = fit_session_model(before, items, seed=seed, progress=progress)
-        model_summary = session_model.fit_summary()
-    progress("abtest", 3, 5)
+            if isinstance(logs, WindowLogs):
+                items = dataset.items().collect() if dataset.has_items else _items_from(before)
+                fit_rows, events_before = before, before.height
+            else:
+                from recsim_cli.spark import offpolicy_model as on_spark_model
 
-    estimates = tuple(
-        estimate_arm(
-            logs,
-            lists,
-            estimator=the_estimator,
-            target_epsilon=target_epsilon,
-            session_model=session_model,
-            need_sessions=need_sessions,
-            seed=seed,
-            replicates=replicates,
-            by_day=True,
-            progress=progress,
-        )
-        for lists in arm_lists
-    )
+                fit_rows, items = on_spark_model.fit_inputs(dataset, data, start, spark)
+                events_before = summary.events_before
+            session_model = fit_session_model(
+                fit_rows, items, seed=seed, events_before=events_before, progress=progress
+            )
+            model_summary = session_model.fit_summary()
+        progress("abtest", 3, 5)
+
+        common: dict[str, Any] = {
+            "estimator": the_estimator,
+            "target_epsilon": target_epsilon,
+            "session_model": session_model,
+            "need_sessions": need_sessions,
+            "seed": seed,
+            "replicates": replicates,
+            "by_day": True,
+        }
+        if isinstance(logs, WindowLogs):
+            estimates = tuple(
+                estimate_arm(logs, lists, progress=progress, **common) for lists in arm_lists
+            )
+        else:
+            estimates = tuple(
+                on_spark.estimate_arm(logs, lists, config=spark, **common) for lists in arm_lists
+            )
+    finally:
+        if not isinstance(logs, WindowLogs):
+            logs.close()
     labels = (arm_c.label, arm_t.label)
     if labels[0] == labels[1]:
         labels = (f"control ({labels[0]})", f"treatment ({labels[1]})")
@@ -900,11 +948,11 @@ def run_offpolicy_abtest(
     progress("abtest", 5, 5)
     counts = {
         "users": users.height,
-        "sessions": logs.sessions.height,
-        "impressions": logs.impressions.height,
-        "events_before_window": before.height,
-        "slate_size": logs.slate_size,
-        "max_slates": logs.max_slates,
+        "sessions": summary.sessions,
+        "impressions": summary.impressions,
+        "events_before_window": summary.events_before,
+        "slate_size": summary.slate_size,
+        "max_slates": summary.max_slates,
         "days": len(_days(start, end)),
     }
     return OffPolicyReport(
@@ -927,6 +975,60 @@ def run_offpolicy_abtest(
         warnings=tuple(warnings),
         daily=daily,
     )
+
+
+@dataclass(frozen=True)
+class _LogSummary:
+    """What the report and the lists need of the window's logs, on either engine."""
+
+    user_days: pl.DataFrame  # user_id, day: the pairs with a session, sorted
+    sessions: int
+    impressions: int
+    propensities: int  # impressions with a propensity
+    has_explore: bool
+    events_before: int
+    slate_size: int
+    max_slates: int
+
+    @classmethod
+    def of(cls, logs: WindowLogs, events_before: int) -> _LogSummary:
+        """Summarise the polars engine's logs."""
+        imps = logs.impressions
+        return cls(
+            user_days=logs.user_days,
+            sessions=logs.sessions.height,
+            impressions=imps.height,
+            propensities=imps.height - imps.get_column("propensity").null_count(),
+            has_explore=imps.get_column("explore").null_count() < imps.height,
+            events_before=events_before,
+            slate_size=logs.slate_size,
+            max_slates=logs.max_slates,
+        )
+
+    @classmethod
+    def of_spark(cls, logs: SparkLogs) -> _LogSummary:
+        """Summarise the Spark engine's logs (counted in Spark)."""
+        window = logs.window
+        return cls(
+            user_days=logs.user_days,
+            sessions=window.sessions,
+            impressions=window.rows,
+            propensities=window.propensities,
+            has_explore=window.explored > 0,
+            events_before=window.before,
+            slate_size=window.slate_size,
+            max_slates=window.max_slates,
+        )
+
+    @property
+    def users(self) -> pl.DataFrame:
+        """The users with a session in the window, sorted, as a one-column frame."""
+        return self.user_days.select("user_id").unique().sort("user_id")
+
+    @property
+    def list_length(self) -> int:
+        """Ranks a list needs to fill every slate a session can reach."""
+        return self.slate_size * self.max_slates
 
 
 def _split(design: str, traffic: float | None, gate: Gate | None) -> tuple[float, float] | None:

@@ -31,10 +31,11 @@ functions only.
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
-from functools import partial
+from dataclasses import asdict, dataclass, replace
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -42,6 +43,13 @@ import numpy.typing as npt
 import polars as pl
 
 from recsim_cli.errors import DatasetError, InternalError, check_int
+from recsim_cli.experiment.offpolicy import (
+    XXHASH_SEED,
+    UintArray,
+    xxhash64_int,
+    xxhash64_long,
+    xxhash64_strings,
+)
 from recsim_cli.experiment.session_boosters import (
     CLICK_MODEL,
     CONTINUE_MODEL,
@@ -85,6 +93,8 @@ __all__ = [
     "SessionModel",
     "SessionPriors",
     "fit_session_model",
+    "rollout_uniforms",
+    "session_keys",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -213,11 +223,14 @@ class SessionModel:
         ``u[p] < p_click``, watch = clicked * watch_s; the session goes on to
         slate k + 1 iff it had a click, ``u_continue < p_continue``, ``k + 1 <
         max_slates`` and the list has a rank on slate k + 1. The next slate is
-        shown the slate's watch seconds plus ``gap_s`` later. The uniforms come
-        from one generator per replicate (``SeedSequence(seed).spawn``), drawn
-        for every session in every round, so they depend only on (seed,
-        replicate, session row, round, position): two policies rolled out on
-        the same ``sessions`` with the same seed share them.
+        shown the slate's watch seconds plus ``gap_s`` later. The uniforms are
+        keyed hashes, not a generator's stream (`rollout_uniforms`): ``u[p]`` of
+        replicate r and slate k is ``(xxhash64(seed, user_id, session_id, r, k,
+        p) >>> 11) / 2^53`` and ``u_continue`` the same with p = -1. They depend
+        only on the seed and the session's keys, not on its row or on the other
+        sessions, so two policies rolled out on the same sessions with the same
+        seed share them, and any split of the sessions into parts (Spark's
+        partitions) gives every session the same numbers.
 
         Returns one row per session, in the order of ``sessions``: session_id,
         user_id, clicks, impressions, watch_s, slates, first_clicks,
@@ -258,9 +271,7 @@ class SessionModel:
 
         names = ("clicks", "impressions", "watch_s", "slates", "first_clicks", "first_watch_s")
         totals = {name: np.zeros(n) for name in names}
-        generators = [
-            np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(replicates)
-        ]
+        keys = session_keys(sessions, seed)
         now = np.tile(t0, (replicates, 1))
         starts = np.flatnonzero((grid[user_day, :size] >= 0).any(axis=1))
         active = np.zeros((replicates, n), dtype=bool)
@@ -272,18 +283,18 @@ class SessionModel:
             progress("rollout", k, max_slates)
             if not active.any():
                 break
-            for r, rng in enumerate(generators):
-                u_click = rng.random((n, size))
-                u_continue = rng.random(n)
+            for r in range(replicates):
                 rows = np.flatnonzero(active[r])
                 if not rows.size:
                     continue
+                round_keys = _mix(_mix(keys[rows], r), k)
                 if k == 0:
                     cells, at, p_click = first_cells, first_at, first_p
                 else:
                     cells, at = slate_cells(rows, now[r, rows], k)
                     p_click = self._score(tables, cells, self.click_booster)
-                hit = np.flatnonzero(u_click[rows[at], cells.position] < p_click)
+                u_click = rollout_uniforms(round_keys[at], cells.position)
+                hit = np.flatnonzero(u_click < p_click)
                 fraction = self._score(tables, cells.take(hit), self.watch_booster)
                 watch_s = fraction * tables.duration_s[cells.item[hit]]
                 m = rows.size
@@ -317,7 +328,7 @@ class SessionModel:
                 p_continue = predict_or_constant(
                     self.continue_booster, c_matrix, self.priors.continue_rate
                 )
-                keep[go] = u_continue[rows[go]] < p_continue
+                keep[go] = rollout_uniforms(round_keys[go], -1) < p_continue
                 now[r, rows] += np.rint((watch + self.gap_s) * US_PER_S).astype(np.int64)
                 active[r, rows] = keep
         progress("rollout", max_slates, max_slates)
@@ -325,12 +336,70 @@ class SessionModel:
             pl.Series(name, value / replicates, dtype=pl.Float64) for name, value in totals.items()
         )
 
+    def to_parts(self) -> dict[str, Any]:
+        """The model as plain values, for Spark to broadcast to its workers (no pickled objects).
+
+        The boosters as LightGBM's text models (``model_to_string``), the tables
+        as Arrow IPC bytes, the rest as numbers and strings. `from_parts` reads
+        them back; the rebuilt model predicts the same numbers.
+        """
+        return {
+            "boosters": {
+                "click": self.click_booster.model_to_string(),
+                "watch": self.watch_booster.model_to_string(),
+                "continue": None
+                if self.continue_booster is None
+                else self.continue_booster.model_to_string(),
+            },
+            "tables": {
+                name: _ipc(frame)
+                for name, frame in (
+                    ("users", self.users),
+                    ("user_categories", self.user_categories),
+                    ("items", self.items),
+                )
+            },
+            "categories": list(self.categories),
+            "priors": {**asdict(self.priors), "category_share": list(self.priors.category_share)},
+            "gap_s": self.gap_s,
+            "summary": self.fit_summary(),
+        }
+
+    @classmethod
+    def from_parts(cls, parts: Mapping[str, Any]) -> SessionModel:
+        """Rebuild a model from `to_parts`'s values."""
+        import lightgbm as lgb
+
+        boosters = parts["boosters"]
+        tables = {name: pl.read_ipc(io.BytesIO(data)) for name, data in parts["tables"].items()}
+        priors = dict(parts["priors"])
+        priors["category_share"] = tuple(priors["category_share"])
+        return cls(
+            click_booster=lgb.Booster(model_str=boosters["click"]),
+            watch_booster=lgb.Booster(model_str=boosters["watch"]),
+            continue_booster=None
+            if boosters["continue"] is None
+            else lgb.Booster(model_str=boosters["continue"]),
+            users=tables["users"],
+            user_categories=tables["user_categories"],
+            items=tables["items"],
+            categories=tuple(parts["categories"]),
+            priors=SessionPriors(**priors),
+            gap_s=float(parts["gap_s"]),
+            summary=parts["summary"],
+        )
+
     # -- internals -----------------------------------------------------------------
 
-    def _tables(self) -> Tables:
+    @cached_property
+    def _table_arrays(self) -> Tables:
         return build_tables(
             self.users, self.user_categories, self.items, len(self.categories) + 1, self.priors
         )
+
+    def _tables(self) -> Tables:
+        """The feature tables as arrays, built once per model."""
+        return self._table_arrays
 
     def _user_codes(self, ids: pl.Series) -> IntArray:
         return _codes(ids, self.users["user_id"], prior=self.users.height)
@@ -402,6 +471,7 @@ def fit_session_model(
     seed: int = 0,
     num_threads: int = 2,
     max_rows: int = MAX_FIT_ROWS,
+    events_before: int | None = None,
     progress: Progress = no_progress,
 ) -> SessionModel:
     """Fit the click, watch and continue models on ``events`` (the logs before the window).
@@ -414,7 +484,11 @@ def fit_session_model(
     them). The feature tables use every impression; the models are fit on at
     most ``max_rows`` impressions, whole sessions drawn in an order fixed by
     ``seed``, of which 10% of the sessions are held out for
-    `SessionModel.fit_summary` and not fit on.
+    `SessionModel.fit_summary` and not fit on. ``events_before`` is how many
+    events the logs before the window hold when ``events`` is only their rows
+    with a slate and a position (what the Spark engine brings to the driver);
+    by default ``events.height``. The rows are sorted by every column the fit
+    reads first, so their order in ``events`` does not matter.
 
     Raises `DatasetError` when the events are too few (under `MIN_IMPRESSIONS`
     impressions or no click), hold no unclicked impression, or no click has an
@@ -426,23 +500,24 @@ def fit_session_model(
     boost = partial(train_booster, seed=seed, num_threads=num_threads)
     progress("session model", 0, 4)
     rows = logged_impressions(events)
+    n_events = events.height if events_before is None else events_before
     n_clicks = int(rows["clicked"].sum())
-    if rows.height < MIN_IMPRESSIONS <= events.height:
+    if rows.height < MIN_IMPRESSIONS <= n_events:
         raise DatasetError(
-            f"Only {rows.height:,} of the {events.height:,} events before the window have a "
+            f"Only {rows.height:,} of the {n_events:,} events before the window have a "
             "slate and a position, too few to fit the session model; ingest logs of "
             "impressions with slate and position, or use --estimator ips/snips with per-slate "
             "metrics only."
         )
     if rows.height < MIN_IMPRESSIONS or n_clicks == 0:
         raise DatasetError(
-            f"The {events.height:,} events before the window are too few to fit the session "
+            f"The {n_events:,} events before the window are too few to fit the session "
             "model; start the window later or use --estimator ips/snips with per-slate "
             "metrics only."
         )
     if n_clicks == rows.height:
         raise DatasetError(
-            f"The {events.height:,} events before the window are all clicks, so the session "
+            f"The {n_events:,} events before the window are all clicks, so the session "
             "model cannot learn click rates from them; it needs logged impressions (slate, "
             "position, clicked false), or use --estimator ips/snips with per-slate metrics only."
         )
@@ -454,7 +529,17 @@ def fit_session_model(
             on="item_id",
             how="left",
         )
-        .sort("user_id", "session_id", "slate", "position", "item_id", "_t")
+        .sort(
+            "user_id",
+            "session_id",
+            "slate",
+            "position",
+            "item_id",
+            "_t",
+            "clicked",
+            "watch_time_s",
+            "_device",
+        )
         .with_columns(watch_fraction().alias("_fraction"))
     )
     rows = with_sessions(rows, seed, max_rows)
@@ -554,6 +639,31 @@ def fit_session_model(
     )
 
 
+# -- the rollout's keyed draws -------------------------------------------------------------
+
+
+def session_keys(sessions: pl.DataFrame, seed: int) -> UintArray:
+    """Each session's draw key: Spark SQL's ``xxhash64(seed, user_id, session_id)``, seed a long."""
+    n = sessions.height
+    start = xxhash64_long(np.array([seed], dtype=np.int64), np.array([XXHASH_SEED], np.uint64))
+    h = xxhash64_strings(sessions.get_column("user_id"), np.repeat(start, n))
+    return xxhash64_strings(sessions.get_column("session_id"), h)
+
+
+def _mix(keys: UintArray, value: int | IntArray) -> UintArray:
+    """Hash the 32-bit integer(s) ``value`` into ``keys``, as one more column of ``xxhash64``."""
+    values = np.broadcast_to(np.asarray(value, dtype=np.int32), keys.shape)
+    return xxhash64_int(values, keys)
+
+
+def rollout_uniforms(keys: UintArray, position: int | IntArray) -> FloatArray:
+    """The uniforms in [0, 1) of ``keys`` (a session's, mixed with replicate and slate), position.
+
+    ``(xxhash64(..., position) >>> 11) / 2^53``: the top 53 bits of the hash.
+    """
+    return (_mix(keys, position) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
 # -- small helpers -----------------------------------------------------------------------
 
 
@@ -575,6 +685,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _ipc(frame: pl.DataFrame) -> bytes:
+    """``frame`` as Arrow IPC bytes."""
+    buffer = io.BytesIO()
+    frame.write_ipc(buffer)
+    return buffer.getvalue()
 
 
 def _epoch_us(frame: pl.DataFrame, what: str) -> pl.Expr:

@@ -1,6 +1,7 @@
 """Build every file of a new dataset version from the inputs a run must read.
 
-`build_version` writes the events (two stages, see `events`), the catalogue
+`build_version` writes the events (two stages, see `events`; with Spark,
+`recsim_cli.spark.ingest` when the log was opened for Spark), the catalogue
 (see `items`) and the rejected rows into the `VersionWriter`'s new version
 folder, carries over what an append keeps, and returns the manifest that will
 name the version once `VersionWriter.commit` swaps it in.
@@ -17,7 +18,7 @@ from typing import Literal
 import polars as pl
 
 from recsim_cli import __version__
-from recsim_cli.dataset import Dataset, Manifest, SessionIds, SourceRecord
+from recsim_cli.dataset import Dataset, DatasetStats, Manifest, SessionIds, SourceRecord
 from recsim_cli.errors import InternalError
 from recsim_cli.ingest.events import partition_count, stage_events, stage_stored, write_rejected
 from recsim_cli.ingest.items import ParsedItems, merge_items, read_items
@@ -26,6 +27,7 @@ from recsim_cli.ingest.store import VersionWriter
 from recsim_cli.ingest.summary import TableReport
 from recsim_cli.progress import Progress
 from recsim_cli.readers import SourceTable
+from recsim_cli.spark.ingest_source import SparkSource
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class InputFile:
     """One input file, opened and fingerprinted."""
 
     table: Literal["events", "items"]
-    source: SourceTable
+    source: SourceTable | SparkSource
     digest: Future[str]
     column_map: Mapping[str, str]
 
@@ -87,7 +89,18 @@ def build_version(
     stored = Dataset(writer.root, base) if base is not None else None
     carried = tuple(writer.carry(f) for f in base.rejected_files) if base else ()
 
-    if events_in is not None:
+    if events_in is not None and isinstance(events_in.source, SparkSource):
+        events, event_stats, partitions = _build_events_spark(
+            writer,
+            stored,
+            events_in=events_in,
+            source=events_in.source,
+            gap=gap,
+            session_ids=session_ids,
+            progress=progress,
+            partition_rows=partition_rows,
+        )
+    elif events_in is not None:
         partitions = partition_count(
             (base.stats.rows if base else 0) + events_in.source.estimated_rows, partition_rows
         )
@@ -136,7 +149,7 @@ def build_version(
         stats=stats,
         rejected_by_reason=reasons,
         duplicates_dropped=duplicates,
-        written_by={"recsim": __version__, "polars": pl.__version__},
+        written_by={"recsim": __version__, "polars": pl.__version__, **_spark_version(events_in)},
     )
     return manifest, (events.report, items.report)
 
@@ -154,6 +167,8 @@ def _build_events(
 ) -> tuple[_Outcome, StoredEvents]:
     """Stage the new log (and the stored events), then store them partition by partition."""
     source = events_in.source
+    if not isinstance(source, SourceTable):
+        raise InternalError("the polars engine reads a file opened by scan_table")
     derived = session_ids == "derived"
     progress("read events", 0, 1)
     staged = stage_events(source, writer.staging / "events", partitions)
@@ -197,6 +212,61 @@ def _build_events(
     return outcome, totals
 
 
+def _build_events_spark(
+    writer: VersionWriter,
+    stored: Dataset | None,
+    *,
+    events_in: InputFile,
+    source: SparkSource,
+    gap: timedelta,
+    session_ids: SessionIds,
+    progress: Progress,
+    partition_rows: int,
+) -> tuple[_Outcome, DatasetStats, int]:
+    """Store the new log (and the stored events) with Spark (`recsim_cli.spark.ingest`)."""
+    from recsim_cli.spark.ingest import store_events as store_events_spark
+
+    done = store_events_spark(
+        writer,
+        stored,
+        source,
+        gap=gap,
+        derived=session_ids == "derived",
+        partition_rows=partition_rows,
+        progress=progress,
+    )
+    rows_before = stored.stats.rows if stored is not None else 0
+    report = TableReport(
+        file=source.name,
+        format=source.format.label,
+        rows_read=done.rows_read,
+        rows_added=done.stats.rows - rows_before,
+        rejected_by_reason=done.rejected_by_reason,
+        duplicates_dropped=done.duplicates,
+        unknown_columns=source.unknown_columns,
+    )
+    rejected_rows = sum(done.rejected_by_reason.values())
+    record = events_in.record(writer.version, done.rows_read, rejected_rows, done.duplicates)
+    outcome = _Outcome(
+        done.files,
+        done.rejected_files,
+        report,
+        record,
+        done.rejected_by_reason,
+        done.duplicates,
+    )
+    return outcome, done.stats, done.partitions
+
+
+def _spark_version(events_in: InputFile | None) -> dict[str, str]:
+    """``{"spark": version}`` when this run stored the events with Spark."""
+    if events_in is None or not isinstance(events_in.source, SparkSource):
+        return {}
+    import pyspark
+
+    return {"spark": pyspark.__version__}
+
+
 def _build_items(
     writer: VersionWriter, stored: Dataset | None, items_in: InputFile | None, progress: Progress
 ) -> tuple[_Outcome, int]:
@@ -207,6 +277,8 @@ def _build_items(
         carried = writer.carry(stored.manifest.items_file)
         return _Outcome((carried,), (), None, None, {}, 0), stored.stats.catalogue_items
     progress("read items", 0, 1)
+    if not isinstance(items_in.source, SourceTable):
+        raise InternalError("the catalogue is read by polars")
     parsed = read_items(items_in.source)
     table = parsed.items
     if stored is not None and stored.has_items:

@@ -1,4 +1,9 @@
-"""`ingest`: decide what a run must do, build the next dataset version, swap it in."""
+"""`ingest`: decide what a run must do, build the next dataset version, swap it in.
+
+With ``engine="spark"`` the log is opened (`recsim_cli.spark.ingest_source`)
+and its events are stored (`recsim_cli.spark.ingest`) by Spark; planning,
+locking, the catalogue, the manifest and the swap are the same code.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from recsim_cli.dataset import (
     parse_version_dir,
     read_manifest,
 )
-from recsim_cli.errors import DatasetError, InternalError, UserError
+from recsim_cli.errors import DatasetError, InternalError, UnknownNameError, UserError
 from recsim_cli.ingest.build import InputFile, build_version
 from recsim_cli.ingest.events import PARTITION_ROWS
 from recsim_cli.ingest.partitions import WORKERS
@@ -31,6 +36,7 @@ from recsim_cli.ingest.summary import IngestSummary, Status, TableReport
 from recsim_cli.io import sha256_file
 from recsim_cli.progress import Progress, no_progress
 from recsim_cli.readers import scan_table
+from recsim_cli.spark.session import ENGINES, Engine, SparkConfig
 
 Mode = Literal["new", "append", "replace"]
 CONTRACT_COLUMNS: Final = tuple(dict.fromkeys([*EVENTS_SCHEMA.names(), *ITEMS_SCHEMA.names()]))
@@ -47,6 +53,8 @@ def ingest(
     progress: Progress = no_progress,
     partition_rows: int = PARTITION_ROWS,
     workers: int = WORKERS,
+    engine: Engine = "polars",
+    spark: SparkConfig | None = None,
 ) -> IngestSummary:
     """Validate, normalise, sessionise and store a log (and a catalogue) as a dataset.
 
@@ -64,13 +72,22 @@ def ingest(
     (partitions stored at once) trade memory for speed; the first changes
     how the events are split into parts, neither changes their content.
 
+    ``engine="spark"`` stores the events with Spark (``spark`` says where;
+    default ``local[*]``), with the same result: the log may then be any
+    path or URL Spark reads; the catalogue is still read by polars.
+
     Raises a `UserError` subclass for anything wrong in the inputs or the
     folder; the stored dataset is then left exactly as it was.
     """
     root = Path(data)
     mapping = _check_column_map(column_map or {})
+    if engine not in ENGINES:
+        raise UnknownNameError("engine", str(engine), ENGINES)
     with ThreadPoolExecutor(max_workers=1) as hasher:
-        events_in = _open(Path(events), "events", mapping, hasher)
+        if engine == "spark":
+            events_in = _open_spark(events, mapping, hasher, spark or SparkConfig())
+        else:
+            events_in = _open(Path(events), "events", mapping, hasher)
         items_in = _open(Path(items), "items", mapping, hasher) if items is not None else None
         _check_map_used(mapping, [i for i in (events_in, items_in) if i is not None])
         _check_folder(root)
@@ -145,6 +162,27 @@ def _open(
     source = scan_table(path, known=known, required=required, column_map=mapping)
     used = {new: old for new, old in mapping.items() if old in source.found_columns}
     return InputFile(table, source, hasher.submit(sha256_file, path), used)
+
+
+def _open_spark(
+    path: Path | str, mapping: Mapping[str, str], hasher: ThreadPoolExecutor, config: SparkConfig
+) -> InputFile:
+    """Open the log for Spark: a local file as `_open` does, or a URL Spark reads."""
+    from recsim_cli.spark.ingest_source import is_url, open_source, sha256_url
+
+    source = open_source(
+        path,
+        known=EVENTS_SCHEMA.names(),
+        required=REQUIRED_EVENTS,
+        column_map=mapping,
+        config=config,
+    )
+    used = {new: old for new, old in mapping.items() if old in source.found_columns}
+    if is_url(path):
+        digest = hasher.submit(sha256_url, str(path), config)
+    else:
+        digest = hasher.submit(sha256_file, Path(path))
+    return InputFile("events", source, digest, used)
 
 
 def _check_column_map(mapping: Mapping[str, str]) -> dict[str, str]:

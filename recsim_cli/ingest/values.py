@@ -132,10 +132,10 @@ def _id(col: pl.Expr, dtype: pl.DataType, fast: bool) -> pl.Expr:
     """An id or a text: kept exactly as given; null when only whitespace."""
     if dtype != pl.String:
         return col.cast(pl.String)
-    padded = col.str.starts_with(" ") | col.str.starts_with("\t")
     if fast:
-        # A value starting with a blank is left to the tolerant form.
-        return pl.when(~padded).then(col)
+        # A value starting with any blank (a space, a tab, a no-break space...) is left to
+        # the tolerant form, which makes one that is only blanks missing.
+        return pl.when(~col.str.contains(r"^\s")).then(col)
     return pl.when(col.str.strip_chars().str.len_bytes() > 0).then(col)
 
 
