@@ -147,7 +147,6 @@ def child_estimate(folder: Path, which: str) -> None:
         out.update(_numpy_reference(folder))
     else:
         logs = WindowLogs.of(pl.read_parquet(folder / "window.parquet"))
-        lists = [pl.read_parquet(folder / f"lists-{n}.parquet") for n in ("pop", "als")]
         out["read_s"] = time.perf_counter() - began
         estimators = [which] if which in WEIGHTED else ["dm", "dr"]
         model = None
@@ -162,9 +161,15 @@ def child_estimate(folder: Path, which: str) -> None:
             out["fit_s"] = time.perf_counter() - t
         for estimator in estimators:
             t = time.perf_counter()
+            # As `recsim abtest` does: one arm's lists in memory at a time.
             estimates = [
-                estimate_arm(logs, arm, estimator=estimator, session_model=model)  # type: ignore[arg-type]
-                for arm in lists
+                estimate_arm(
+                    logs,
+                    pl.read_parquet(folder / f"lists-{name}.parquet"),
+                    estimator=estimator,  # type: ignore[arg-type]
+                    session_model=model,
+                )
+                for name in ("pop", "als")
             ]
             result, _ = analyse_estimates(
                 (estimates[0], estimates[1]),

@@ -855,10 +855,10 @@ def run_offpolicy_abtest(
         users = summary.users
         progress("abtest", 1, 5)
 
-        arm_lists = [
-            None
-            if arm.kind == "logged"
-            else daily_lists(
+        def lists_of(arm: PolicyArm) -> pl.DataFrame | None:
+            if arm.kind == "logged":
+                return None
+            return daily_lists(
                 arm,
                 dataset=dataset,
                 users=users.get_column("user_id"),
@@ -867,8 +867,8 @@ def run_offpolicy_abtest(
                 progress=progress,
                 user_days=summary.user_days,
             )
-            for arm in (arm_c, arm_t)
-        ]
+
+        control_lists = lists_of(arm_c)
         progress("abtest", 2, 5)
 
         need_sessions = any(name in SESSION_METRICS for name in names)
@@ -900,14 +900,17 @@ def run_offpolicy_abtest(
             "replicates": replicates,
             "by_day": True,
         }
-        if isinstance(logs, WindowLogs):
-            estimates = tuple(
-                estimate_arm(logs, lists, progress=progress, **common) for lists in arm_lists
-            )
-        else:
-            estimates = tuple(
-                on_spark.estimate_arm(logs, lists, config=spark, **common) for lists in arm_lists
-            )
+
+        def estimate(lists: pl.DataFrame | None) -> ArmEstimate:
+            if isinstance(logs, WindowLogs):
+                return estimate_arm(logs, lists, progress=progress, **common)
+            return on_spark.estimate_arm(logs, lists, config=spark, **common)
+
+        # One arm's lists at a time: after the window's impressions they are the largest
+        # frames (a row per user, day and rank), and an estimate keeps only per-user sums.
+        first = estimate(control_lists)
+        del control_lists
+        estimates = (first, estimate(lists_of(arm_t)))
     finally:
         if not isinstance(logs, WindowLogs):
             logs.close()
