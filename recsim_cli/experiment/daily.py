@@ -147,7 +147,8 @@ def cumulative_frame(
     return frame
 
 
-def _point(day: dt.date, result: ExperimentResult) -> DailyPoint:
+def daily_point(day: dt.date, result: ExperimentResult) -> DailyPoint:
+    """One day's point of the plot: that day's users per arm and its metrics' results."""
     metrics = tuple(
         DailyMetric(
             metric=m.metric,
@@ -191,5 +192,5 @@ def daily_statistics(
         if min(n_control, n_treatment) < MIN_USERS:
             points.append(DailyPoint(day, n_control, n_treatment, ()))
             continue
-        points.append(_point(day, analyse(frame, **options)))
+        points.append(daily_point(day, analyse(frame, **options)))
     return DailyStatistics(tuple(points))

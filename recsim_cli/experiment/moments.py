@@ -53,10 +53,10 @@ from recsim_cli.experiment.analysis import (
 from recsim_cli.experiment.comparison import Comparison, Design, check_design
 from recsim_cli.experiment.daily import (
     MIN_USERS,
-    DailyMetric,
     DailyPoint,
     DailyStatistics,
     cumulative_frame,
+    daily_point,
     running_sums,
 )
 from recsim_cli.experiment.effects import (
@@ -704,19 +704,5 @@ def daily_from_moments(
         if min(n_control, n_treatment) < MIN_USERS:
             points.append(DailyPoint(day, n_control, n_treatment, ()))
             continue
-        result = analyse_moments(em, **options)
-        metrics = tuple(
-            DailyMetric(
-                metric=m.metric,
-                control=m.control.estimate,
-                treatment=m.treatment.estimate,
-                difference=m.difference,
-                ci=m.ci,
-                relative=m.relative,
-                relative_ci=m.relative_ci,
-                p_value=m.p_value,
-            )
-            for m in result.metrics
-        )
-        points.append(DailyPoint(day, n_control, n_treatment, metrics))
+        points.append(daily_point(day, analyse_moments(em, **options)))
     return DailyStatistics(tuple(points))

@@ -29,8 +29,6 @@ events never do. These are the one place recsim runs Python on Spark's rows
 from __future__ import annotations
 
 import datetime as dt
-import os
-import sys
 from collections.abc import Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final
@@ -113,7 +111,6 @@ def fit_inputs(
 
 def broadcast_model(session: SparkSession, model: SessionModel) -> Broadcast[dict[str, Any]]:
     """Ship the model's text boosters and Arrow tables to every executor once."""
-    _local_workers(session)
     return session.sparkContext.broadcast(model.to_parts())
 
 
@@ -289,17 +286,6 @@ def _rollout_batches(
 
 
 # -- small helpers -----------------------------------------------------------------------
-
-
-def _local_workers(session: SparkSession) -> None:
-    """On a local master, run the pandas functions in this interpreter (it has recsim).
-
-    Spark starts Python workers with ``PYSPARK_PYTHON`` (default ``python3``
-    on the PATH); a cluster must set it to an environment with recsim.
-    """
-    context = session.sparkContext
-    if "PYSPARK_PYTHON" not in os.environ and (context.master or "").startswith("local"):
-        context.pythonExec = sys.executable
 
 
 _MODELS: dict[int, tuple[dict[str, Any], SessionModel]] = {}

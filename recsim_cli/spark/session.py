@@ -100,20 +100,23 @@ def spark_session(config: SparkConfig | None = None) -> SparkSession:
             "--engine spark needs pyspark, which is not installed; "
             "run pip install 'recsim[spark]' (or use --engine polars)."
         ) from None
+    import os
+    import sys
+
     active = SparkSession.getActiveSession()
     if active is not None:
         for key, value in {**config.conf, **FIXED_CONF}.items():
             if key.startswith("spark.sql."):
                 active.conf.set(key, value)
+        context = active.sparkContext
+        if "PYSPARK_PYTHON" not in os.environ and (context.master or "").startswith("local"):
+            context.pythonExec = sys.executable  # as below, for a session recsim joined
         return active
     if shutil.which("java") is None and not _java_home():
         raise UserError(
             "--engine spark needs a Java runtime (17 or newer) and none was found; install one "
             "(e.g. apt install openjdk-17-jre-headless) or set JAVA_HOME."
         )
-    import os
-    import sys
-
     if config.master.startswith("local") and "PYSPARK_PYTHON" not in os.environ:
         # Local Python workers (the session model's mapInPandas) run this interpreter, with
         # recsim and its dependencies; on a cluster PYSPARK_PYTHON names the executors' one.
