@@ -22,6 +22,7 @@ from recsim_cli.experiment.offpolicy import (
     resolve_estimator,
     self_normalised,
     slate_sums,
+    sorted_codes,
     weight_diagnostics,
 )
 from recsim_cli.experiment.offpolicy_abtest import hash_share
@@ -370,3 +371,17 @@ def test_attach_targets_is_a_lookup_of_user_day_and_rank(
     assert attach_targets(imps, lists).to_list() == want
     if not any(gap for *_, gap in lists_spec):
         assert attach_targets(imps, group_lists(lists)).to_list() == want
+    # Impressions sorted by user (as prepare_impressions leaves them) take the binary search.
+    by_user = imps.sort("user_id", maintain_order=True)
+    want_sorted = [expected.get((u, day, r)) for u, day, r in by_user.iter_rows()]
+    assert attach_targets(by_user, lists).to_list() == want_sorted
+
+
+@given(st.lists(st.sampled_from(["a", "b", "c", "é", ""]), min_size=1, max_size=12))
+def test_sorted_codes_number_the_runs_of_a_sorted_column(values: list[str]) -> None:
+    column = pl.Series(sorted(values))
+    codes, distinct = sorted_codes(column)  # type: ignore[misc]
+    assert distinct.to_list() == sorted(set(values))
+    assert [distinct[int(c)] for c in codes] == column.to_list()
+    if len(set(values)) > 1:
+        assert sorted_codes(pl.Series(sorted(values, reverse=True))) is None

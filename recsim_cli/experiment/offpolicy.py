@@ -178,9 +178,10 @@ def attach_targets(impressions: pl.DataFrame, lists: pl.DataFrame) -> pl.Series:
 
     ``lists`` are long (user_id, day, rank, item_id) or grouped by
     :func:`group_lists`. Long lists whose ranks run 0..n-1 in each (user,
-    day) are not copied: each impression finds its list's first row by a join
-    on (user, day) and reads ``item_id`` at ``first + rank``, so memory grows
-    with the impressions, not with lists x impressions.
+    day) are not copied: each impression finds its list's first row (by a
+    binary search on integer user and day codes, ``_list_offsets``) and reads
+    ``item_id`` at ``first + rank``, so memory grows with the impressions, not
+    with lists x impressions.
     """
     keys = impressions.select("user_id", "day", "rank")
     if "items" in lists.columns:
@@ -214,25 +215,112 @@ def attach_targets(impressions: pl.DataFrame, lists: pl.DataFrame) -> pl.Series:
             .get_column("item_id")
             .alias("target_item")
         )
-    starts = starts.with_columns(
-        pl.Series("_first", first, dtype=pl.Int64), pl.Series("_n", count, dtype=pl.Int64)
-    )
-    index = (
-        keys.join(
-            starts.select("user_id", "day", "_first", "_n"),
-            on=["user_id", "day"],
+    at = _list_offsets(impressions, starts, first, count)
+    if at is None:  # the impressions are not sorted by user: join on (user, day) instead
+        starts = starts.with_columns(
+            pl.Series("_first", first, dtype=pl.Int64), pl.Series("_n", count, dtype=pl.Int64)
+        )
+        at = (
+            keys.join(
+                starts.select("user_id", "day", "_first", "_n"),
+                on=["user_id", "day"],
+                how="left",
+                maintain_order="left",
+            )
+            .select(
+                pl.when((pl.col("rank") >= 0) & (pl.col("rank") < pl.col("_n")))
+                .then(pl.col("_first") + pl.col("rank"))
+                .otherwise(None)
+                .alias("_at")
+            )
+            .to_series()
+        )
+    return ordered.get_column("item_id").gather(at).alias("target_item")
+
+
+def _category_codes(*columns: pl.Series) -> list[npt.NDArray[np.int64]]:
+    """Integer codes of string columns, equal for equal strings across the columns.
+
+    The codes of one polars ``Categories``, numbered in order of first sight.
+    """
+    dtype = pl.Categorical(pl.Categories.random())
+    cast = [c.cast(dtype) for c in columns]  # the mapping lives while a column of it does
+    return [c.to_physical().to_numpy().astype(np.int64) for c in cast]
+
+
+def sorted_codes(values: pl.Series) -> tuple[npt.NDArray[np.int64], pl.Series] | None:
+    """Return ``(codes, distinct)`` of a column sorted ascending, or None when it is not.
+
+    ``codes[i]`` is the index of ``values[i]`` in ``distinct``, the column's
+    values in order without repeats. Found from the runs of equal values, so
+    no string is hashed or copied beyond the distinct ones.
+    """
+    starts = _runs(values)
+    distinct = values.gather(starts)
+    later = distinct.slice(1) > distinct.slice(0, max(len(distinct) - 1, 0))
+    if distinct.null_count() or not bool(later.all()):
+        return None
+    counts = np.diff(np.append(starts, len(values)))
+    return np.repeat(np.arange(len(starts), dtype=np.int64), counts), distinct
+
+
+def _list_offsets(
+    impressions: pl.DataFrame,
+    starts: pl.DataFrame,
+    first: npt.NDArray[np.int64],
+    count: npt.NDArray[np.int64],
+) -> pl.Series | None:
+    """Row of each impression's target in the long lists (null when its list has none there).
+
+    ``starts`` are the lists' (user_id, day) runs in strictly increasing order,
+    ``first`` and ``count`` their first rows and lengths. Impressions sorted by
+    user (``prepare_impressions``) are matched with integer keys
+    ``user code * days + day`` and a binary search, instead of a join on the
+    user strings: a few int64 arrays per impression. None when the
+    impressions are not sorted by user.
+    """
+    window = sorted_codes(impressions.get_column("user_id"))
+    listed = sorted_codes(starts.get_column("user_id"))
+    if window is None or listed is None or not impressions.height:
+        return None
+    window_codes, window_users = window
+    list_codes, list_users = listed
+    # Each window user's code among the listed users; -1 for a user without lists.
+    to_list = (
+        window_users.to_frame("user_id")
+        .join(
+            list_users.to_frame("user_id").with_row_index("_code"),
+            on="user_id",
             how="left",
             maintain_order="left",
         )
-        .select(
-            pl.when((pl.col("rank") >= 0) & (pl.col("rank") < pl.col("_n")))
-            .then(pl.col("_first") + pl.col("rank"))
-            .otherwise(None)
-            .alias("_at")
-        )
-        .to_series()
+        .get_column("_code")
+        .cast(pl.Int64)
+        .fill_null(-1)
+        .to_numpy()
     )
-    return ordered.get_column("item_id").gather(index).alias("target_item")
+    # Arrays are updated in place and dropped early: a handful of int64s per impression.
+    key = to_list[window_codes]
+    del window_codes
+    ok = key >= 0
+    day = impressions.get_column("day").to_physical().to_numpy()
+    list_day = starts.get_column("day").to_physical().to_numpy().astype(np.int64)
+    low = min(int(day.min()), int(list_day.min()))
+    span = max(int(day.max()), int(list_day.max())) - low + 1
+    list_key = list_codes * span + (list_day - low)
+    key *= span
+    key += day
+    key -= low
+    pos = np.searchsorted(list_key, key)
+    np.minimum(pos, len(list_key) - 1, out=pos)
+    ok &= list_key[pos] == key
+    del key
+    rank = impressions.get_column("rank").to_numpy()
+    ok &= (rank >= 0) & (rank < count[pos])
+    at = first[pos]
+    del pos
+    at += rank
+    return pl.Series("_at", at).scatter(np.flatnonzero(~ok), None)
 
 
 def _strictly_increasing(keys: pl.DataFrame) -> bool:
@@ -550,7 +638,12 @@ def weight_diagnostics(
     used = w if effective is None else effective
     total, squares = float(used.sum()), float((used**2).sum())
     user = impressions.get_column("user_id")
-    codes = user.cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+    sorted_users = sorted_codes(user)
+    codes = (
+        sorted_users[0]
+        if sorted_users is not None
+        else user.cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
+    )
     per_user = np.bincount(codes, weights=w)
     count = np.bincount(codes).astype(np.float64)
     mean = float(w.sum() / n) if n else math.nan
@@ -562,16 +655,19 @@ def weight_diagnostics(
         se = math.nan
     unlogged = missing = 0.0
     if target is not None and n:
-        shown = impressions.select("day", "item_id").unique()
-        probe = impressions.select("day").with_columns(target.alias("item_id"))
-        seen = probe.join(
-            shown.with_columns(pl.lit(True).alias("seen")),
-            on=["day", "item_id"],
-            how="left",
-            maintain_order="left",
-        ).get_column("seen")
-        missing = float(target.is_null().sum()) / n
-        unlogged = float((target.is_not_null() & seen.is_null()).sum()) / n
+        # Integer keys day << 32 | item (categorical codes shared by both columns),
+        # looked up in the sorted distinct keys the logs show: no per-impression join.
+        day = impressions.get_column("day").to_physical().to_numpy().astype(np.int64)
+        day -= int(day.min())
+        known = target.is_not_null().to_numpy()
+        logged, targeted = _category_codes(
+            impressions.get_column("item_id"), target.filter(target.is_not_null())
+        )
+        shown = np.unique((day << 32) | logged)
+        probe = (day[known] << 32) | targeted
+        at = np.minimum(np.searchsorted(shown, probe), len(shown) - 1)
+        missing = float(n - known.sum()) / n
+        unlogged = float((shown[at] != probe).sum()) / n
     uncovered = 0
     if slot is not None and effective is not None and len(slot):
         mass = np.bincount(slot, weights=effective)
