@@ -85,7 +85,7 @@ test-slow: $(STAMP)
 ## validate: thousands of simulated experiments; writes docs/validation.md (about an hour)
 validate: $(STAMP)
 	$(BIN)/python -m recsim_cli.experiment.validate --out docs/validation.md
-	$(BIN)/python -m recsim_cli.experiment.validate_offpolicy --out docs/validation.md
+	$(BIN)/python -m recsim_cli.experiment.validate_offpolicy --out docs/validation.md --cache .validate-cache
 
 format: $(STAMP)
 	$(BIN)/ruff format recsim_cli tests bench

@@ -83,3 +83,60 @@ def test_off_policy_estimates_cover_the_truth_in_a_reduced_run() -> None:
             assert abs(row["bias"]) < 4 * se + 0.02, (estimator, metric, row)
             # 24 of 30 covered: below that has probability under 0.001 at a true 95%.
             assert row["coverage"] >= 0.8, (estimator, metric, row)
+
+
+def test_a_cached_run_reads_finished_parts_instead_of_computing_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import recsim_cli.experiment.validate_offpolicy as validation
+
+    calls: list[str] = []
+    rows = pl.DataFrame(
+        {
+            "replicate": [0, 1],
+            "estimator": ["ips"] * 2,
+            "metric": ["first_slate_ctr"] * 2,
+            "relative": [0.1, 0.2],
+            "low": [0.0, 0.1],
+            "high": [0.2, 0.3],
+            "p": [0.04, 0.01],
+            "control": [1.0] * 2,
+            "treatment": [1.1] * 2,
+            "ess": [10.0, 20.0],
+        }
+    )
+    metrics = [*validation.SLATE_METRICS, *validation.SESSION_METRICS]
+    truth = {
+        "window": {"start": "a", "end": "b"},
+        "sessions_per_replicate": 9.0,
+        "replicates": 3,
+        "control": {"metrics": dict.fromkeys(metrics, 1.0)},
+        "treatment": {"metrics": dict.fromkeys(metrics, 1.15)},
+        "lift": dict.fromkeys(metrics, 0.15),
+        "lift_mc_se": dict.fromkeys(metrics, 0.001),
+    }
+
+    def scenario(what: Scenario, *args: object) -> ScenarioResult:
+        calls.append(what.name)
+        return ScenarioResult(what, truth, rows, 5.0, 2.0)
+
+    def aa(replicates: int, seed: int) -> dict[str, object]:
+        calls.append("aa")
+        verdicts = {"inconclusive": replicates}
+        return {
+            "replicates": replicates,
+            "verdicts": verdicts,
+            "ships": 0,
+            "wilson": wilson(0, replicates),
+            "median_ess_per_arm": 50.0,
+            "seconds": 1.0,
+        }
+
+    monkeypatch.setattr(validation, "run_scenario", scenario)
+    monkeypatch.setattr(validation, "run_aa_gate", aa)
+    options = {"replicates": 2, "truth_replicates": 3, "aa_replicates": 4, "seed": 1, "workers": 1}
+    first = validation.section(SCENARIOS[:1], cache=tmp_path, **options)  # type: ignore[arg-type]
+    assert calls == [SCENARIOS[0].name, "aa"]
+    again = validation.section(SCENARIOS[:1], cache=tmp_path, **options)  # type: ignore[arg-type]
+    assert calls == [SCENARIOS[0].name, "aa"]  # nothing computed twice
+    assert again == first

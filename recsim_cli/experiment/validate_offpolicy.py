@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import math
 import multiprocessing
 import sys
@@ -330,14 +331,32 @@ class ScenarioResult:
 
 
 def run_scenario(
-    scenario: Scenario, replicates: int, truth_replicates: int, seed: int
+    scenario: Scenario,
+    replicates: int,
+    truth_replicates: int,
+    seed: int,
+    cache: Path | None = None,
 ) -> ScenarioResult:
-    """Prepare the scenario's world, compute its truth, and run every replicate."""
+    """Prepare the scenario's world, compute its truth, and run every replicate.
+
+    With ``cache``, the truth is read from (or written to) a JSON file there:
+    it depends on the world, the two models and the seed, not on the estimators.
+    """
     with tempfile.TemporaryDirectory(prefix="recsim-validate-") as folder:
         models = sorted({scenario.control, scenario.treatment})
         setup = prepare_world(scenario.world, models, Path(folder))
     began = time.perf_counter()
-    truth = truth_of(setup, scenario, truth_replicates, seed).to_dict()
+    truth_file = (
+        None
+        if cache is None
+        else cache / f"truth-{_slug(scenario.name)}-{truth_replicates}-{seed}.json"
+    )
+    if truth_file is not None and truth_file.is_file():
+        truth = json.loads(truth_file.read_text(encoding="utf-8"))
+    else:
+        truth = truth_of(setup, scenario, truth_replicates, seed).to_dict()
+        if truth_file is not None:
+            write_bytes_atomic(truth_file, json.dumps(truth, allow_nan=True).encode("utf-8"))
     rows: list[dict[str, Any]] = []
     for index, child in enumerate(np.random.SeedSequence([seed, 1]).spawn(replicates)):
         for row in one_replicate(setup, scenario, child, index):
@@ -540,11 +559,42 @@ def render_aa(aa: dict[str, Any]) -> list[str]:
     ]
 
 
-def _run(job: tuple[str, Any, int, int, int]) -> Any:
-    kind, what, replicates, truth_replicates, seed = job
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-")
+
+
+Job = tuple[str, Any, int, int, int, "Path | None"]
+
+
+def _run(job: Job) -> Any:
+    """Run one job, or read its result from the cache folder when an earlier run finished it."""
+    kind, what, replicates, truth_replicates, seed, cache = job
+    name = "aa" if kind == "aa" else _slug(what.name)
+    stem = (
+        None if cache is None else cache / f"{kind}-{name}-{replicates}-{truth_replicates}-{seed}"
+    )
+    if stem is not None and stem.with_suffix(".json").is_file():
+        saved = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+        if kind == "aa":
+            saved["wilson"] = tuple(saved["wilson"])
+            return saved
+        rows = pl.read_parquet(stem.with_suffix(".parquet"))
+        return ScenarioResult(what, saved["truth"], rows, saved["seconds"], saved["setup_seconds"])
     if kind == "aa":
-        return run_aa_gate(replicates, seed)
-    return run_scenario(what, replicates, truth_replicates, seed)
+        result: Any = run_aa_gate(replicates, seed)
+        saved = result
+    else:
+        result = run_scenario(what, replicates, truth_replicates, seed, cache)
+        saved = {
+            "truth": result.truth,
+            "seconds": result.seconds,
+            "setup_seconds": result.setup_seconds,
+        }
+    if stem is not None:
+        if kind != "aa":
+            result.rows.write_parquet(stem.with_suffix(".parquet"))
+        write_bytes_atomic(stem.with_suffix(".json"), json.dumps(saved).encode("utf-8"))
+    return result
 
 
 def section(
@@ -555,13 +605,23 @@ def section(
     aa_replicates: int,
     seed: int,
     workers: int,
+    cache: Path | None = None,
 ) -> str:
-    """Run everything (``workers`` processes) and return the Markdown section."""
-    jobs: list[tuple[str, Any, int, int, int]] = [
-        ("scenario", s, replicates, truth_replicates, seed + i) for i, s in enumerate(scenarios)
+    """Run everything (``workers`` processes) and return the Markdown section.
+
+    With ``cache``, each finished scenario (and its truth) and the A/A run are
+    kept in that folder, and a later run with the same arguments reads them
+    instead of computing them again: a run stopped half way resumes. Remove
+    the folder's results (not its ``truth-*`` files) after changing an estimator.
+    """
+    if cache is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+    jobs: list[Job] = [
+        ("scenario", s, replicates, truth_replicates, seed + i, cache)
+        for i, s in enumerate(scenarios)
     ]
     if aa_replicates:
-        jobs.append(("aa", None, aa_replicates, 0, seed))
+        jobs.append(("aa", None, aa_replicates, 0, seed, cache))
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
             results = pool.map(_run, jobs, chunksize=1)
@@ -611,6 +671,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="processes")
     parser.add_argument("--seed", type=int, default=20_261_126)
     parser.add_argument("--out", default=None, help="Markdown file whose section to replace")
+    parser.add_argument(
+        "--cache", default=None, help="folder keeping finished parts, so a stopped run resumes"
+    )
     args = parser.parse_args(argv)
     began = time.perf_counter()
     text = section(
@@ -620,6 +683,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         aa_replicates=args.aa_replicates,
         seed=args.seed,
         workers=args.workers,
+        cache=None if args.cache is None else Path(args.cache),
     )
     sys.stdout.write(text)
     sys.stdout.write(f"\n(computed in {time.perf_counter() - began:.0f} s)\n")
