@@ -25,6 +25,8 @@ from typing import Any, Final, Literal
 import polars as pl
 
 from recsim_cli.errors import DatasetError
+from recsim_cli.locations import is_url
+from recsim_cli.spark.session import SparkConfig
 
 FORMAT_VERSION: Final = 1
 """Version of the folder layout and manifest; `Dataset.open` refuses newer ones."""
@@ -294,6 +296,11 @@ def read_manifest(root: Path) -> Manifest | None:
         raise DatasetError(
             f"{path} cannot be read ({exc}); re-create the dataset with recsim ingest --replace."
         ) from exc
+    return manifest_from_json(data, path)
+
+
+def manifest_from_json(data: Any, path: Path | str) -> Manifest:
+    """The manifest in ``data`` (parsed JSON read from ``path``); `DatasetError` if it is none."""
     version = data.get("format_version") if isinstance(data, dict) else None
     if not isinstance(version, int):
         raise DatasetError(
@@ -321,13 +328,21 @@ class Dataset:
     open `Dataset` sees (until the old version is cleaned up after the swap).
     """
 
-    def __init__(self, root: Path, manifest: Manifest) -> None:
-        self.root = root
+    def __init__(self, root: Path | str, manifest: Manifest) -> None:
+        self.root = root  # a local folder; a URL for `recsim_cli.spark.remote.RemoteDataset`
         self.manifest = manifest
 
     @classmethod
     def open(cls, root: Path | str) -> Dataset:
-        """Open the dataset at ``root``; raise `DatasetError` if there is none."""
+        """Open the local dataset at ``root``; raise `DatasetError` if there is none.
+
+        A URL (``hdfs://``, ``s3a://``...) is opened by `open_dataset` with Spark.
+        """
+        if is_url(root):
+            raise DatasetError(
+                f"--data {root} is a URL: only --engine spark reads a dataset there "
+                "(recsim ingest, evaluate and abtest); give a local folder otherwise."
+            )
         root = Path(root)
         manifest = read_manifest(root)
         if manifest is None:
@@ -387,7 +402,20 @@ class Dataset:
         """Scan the rows ingest refused (`REJECTED_SCHEMA`), with their reason."""
         return self._scan(self.manifest.rejected_files, REJECTED_SCHEMA)
 
+    def uri(self, relative: str) -> str:
+        """The URI of one of the dataset's files, as Spark reads it."""
+        return (Path(self.root) / relative).resolve().as_uri()
+
     def _scan(self, files: Sequence[str], schema: pl.Schema) -> pl.LazyFrame:
         if not files:
             return pl.LazyFrame(schema=schema)
-        return pl.scan_parquet([self.root / f for f in files], schema=schema)
+        return pl.scan_parquet([Path(self.root) / f for f in files], schema=schema)
+
+
+def open_dataset(root: Path | str, *, spark: SparkConfig | None = None) -> Dataset:
+    """Open a dataset: a local folder, or, on Spark (``spark`` given), one at a URL."""
+    if is_url(root) and spark is not None:
+        from recsim_cli.spark.remote import open_remote
+
+        return open_remote(str(root), spark)
+    return Dataset.open(root)

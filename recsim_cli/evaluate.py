@@ -38,7 +38,7 @@ import numpy as np
 import polars as pl
 
 from recsim_cli import REPORT_SCHEMA_VERSION, __version__
-from recsim_cli.dataset import Dataset
+from recsim_cli.dataset import Dataset, open_dataset
 from recsim_cli.errors import ConfigError, DatasetError, InputFileError
 from recsim_cli.metrics import (
     METRIC_NAMES,
@@ -636,7 +636,7 @@ class Judge(Protocol):
         ...
 
 
-def no_held_out_events(root: Path, start: datetime, owner: str) -> DatasetError:
+def no_held_out_events(root: Path | str, start: datetime, owner: str) -> DatasetError:
     """The error for a window without events; ``owner`` is the input whose cutoff set it."""
     return DatasetError(
         f"The held-out window after {format_ts(start)} (the cutoff of "
@@ -786,7 +786,7 @@ def evaluate(
     models: Sequence[str] = (),
     recs_files: Sequence[Path] = (),
     *,
-    data: Path | None = None,
+    data: Path | str | None = None,
     registry: Path = Path("recsim-models"),
     ks: Sequence[int] | str = (5, 10, 20),
     metrics: Sequence[str] | str = METRIC_NAMES,
@@ -850,7 +850,10 @@ def evaluate(
         inputs.append(EvalInput(path.stem, "file", str(path), recs=recs))
     for item, label in zip(inputs, _unique_labels([i.label for i in inputs]), strict=True):
         item.label = label
-    dataset = Dataset.open(data if data is not None else Path("recsim-data"))
+    dataset = open_dataset(
+        data if data is not None else Path("recsim-data"),
+        spark=(spark or SparkConfig()) if engine == "spark" else None,
+    )
     cutoffs = [i.cutoff for i in inputs if i.cutoff is not None]
     start = max(cutoffs) if cutoffs else None
     owner = next((i.label for i in inputs if i.cutoff is not None and i.cutoff == start), None)

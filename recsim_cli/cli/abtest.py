@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from recsim_cli.cli.options import (
-    DEFAULT_DATA,
+    DEFAULT_DATA_LOCATION,
     DEFAULT_REGISTRY,
-    DataDir,
+    DataLocation,
     EngineOption,
     JsonFlag,
     RegistryDir,
@@ -29,6 +29,7 @@ from recsim_cli.cli.options import (
     parse_split,
 )
 from recsim_cli.errors import ConfigError, UserError
+from recsim_cli.locations import as_location
 from recsim_cli.spark.session import DEFAULT_MASTER
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def abtest_command(
     treatment: Annotated[
         str, typer.Option("--treatment", help="The treatment arm's label (or registry model).")
     ],
-    data: DataDir = DEFAULT_DATA,
+    data: DataLocation = DEFAULT_DATA_LOCATION,
     arm_column: Annotated[
         str | None,
         typer.Option(
@@ -293,7 +294,7 @@ def abtest_command(
             mde=mde is not None,
         )
         _run_estimate(
-            data,
+            as_location(data),
             control=control,
             treatment=treatment,
             registry=registry,
@@ -358,10 +359,10 @@ def abtest_command(
     }
     with console.progress_bar(enabled=not json_output) as progress:
         if plan:
-            sized = plan_logged_abtest(data, mde=mde, progress=progress, **common)
+            sized = plan_logged_abtest(as_location(data), mde=mde, progress=progress, **common)
         else:
             result = run_logged_abtest(
-                data,
+                as_location(data),
                 design=design or "split",
                 relative_ci=relative_ci,
                 both_arms=both_arms,
@@ -564,7 +565,7 @@ def _reject_logged_only(**used: bool) -> None:
 
 
 def _run_estimate(
-    data: Path,
+    data: Path | str,
     *,
     report: Path | None,
     markdown: Path | None,

@@ -16,6 +16,7 @@ from recsim_cli.cli.options import (
     SparkMasterOption,
     engine_config,
 )
+from recsim_cli.locations import as_location
 from recsim_cli.spark.session import DEFAULT_MASTER
 
 if TYPE_CHECKING:
@@ -40,13 +41,13 @@ def evaluate_command(
         ),
     ] = None,
     data: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--data",
-            help="Dataset with the held-out logs. \\[default: the first model's dataset, "
-            "else recsim-data]",
+            metavar="DIR|URL",
+            help="Dataset with the held-out logs; with --engine spark also a URL (hdfs://..., "
+            "s3a://...). \\[default: the first model's dataset, else recsim-data]",
             envvar="RECSIM_DATA",
-            file_okay=False,
             show_default=False,
         ),
     ] = None,
@@ -154,7 +155,7 @@ def evaluate_command(
         report = evaluate(
             models or [],
             recs or [],
-            data=data,
+            data=None if data is None else as_location(data),
             registry=registry,
             ks=k,
             metrics=metrics,

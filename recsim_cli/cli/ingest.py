@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from recsim_cli.cli.options import (
-    DEFAULT_DATA,
-    DataDir,
+    DEFAULT_DATA_LOCATION,
+    DataLocation,
     EngineOption,
     JsonFlag,
     SparkConfOption,
@@ -21,6 +21,7 @@ from recsim_cli.cli.options import (
     engine_config,
 )
 from recsim_cli.errors import UserError
+from recsim_cli.locations import as_location
 from recsim_cli.spark.session import DEFAULT_MASTER
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def ingest_command(
             help="Item catalogue: item_id, and optionally published_ts, duration_s, category.",
         ),
     ] = None,
-    data: DataDir = DEFAULT_DATA,
+    data: DataLocation = DEFAULT_DATA_LOCATION,
     column_map: Annotated[
         list[str] | None,
         typer.Option(
@@ -105,7 +106,7 @@ def ingest_command(
         summary = ingest(
             events if chosen == "spark" else Path(events),
             items=items,
-            data=data,
+            data=as_location(data),
             column_map=mapping,
             session_gap=gap,
             mode=mode,

@@ -22,6 +22,19 @@ DataDir = Annotated[
 ]
 DEFAULT_DATA = Path("recsim-data")
 
+DataLocation = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        metavar="DIR|URL",
+        help="Dataset folder written by `recsim ingest`; with --engine spark also a URL "
+        "(hdfs://..., s3a://...).",
+        envvar="RECSIM_DATA",
+    ),
+]
+"""``--data`` of the commands Spark can run: a local folder, or a URL on Spark."""
+DEFAULT_DATA_LOCATION = "recsim-data"
+
 ModelDataDir = Annotated[
     Path | None,
     typer.Option(

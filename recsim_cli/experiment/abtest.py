@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from recsim_cli import REPORT_SCHEMA_VERSION, __version__
-from recsim_cli.dataset import Dataset
+from recsim_cli.dataset import Dataset, open_dataset
 from recsim_cli.errors import ConfigError, DatasetError, ExitCode, InternalError
 from recsim_cli.experiment.analysis import analyse, validate_split
 from recsim_cli.experiment.comparison import check_design
@@ -55,9 +55,10 @@ from recsim_cli.experiment.moments import (
 from recsim_cli.experiment.results import ExperimentResult, MetricResult
 from recsim_cli.progress import Progress, no_progress
 from recsim_cli.rng import spawn_generators
+from recsim_cli.spark.session import SparkConfig
 
 if TYPE_CHECKING:
-    from recsim_cli.spark.session import Engine, SparkConfig
+    from recsim_cli.spark.session import Engine
 
 FORMAT_VERSION = 1
 DEFAULTS: dict[str, Any] = {
@@ -428,7 +429,7 @@ def read_experiment(
         relative_ci=relative_ci,
     )
     progress("abtest", 0, 3)
-    dataset = Dataset.open(data)
+    dataset = open_dataset(data, spark=(spark or SparkConfig()) if the_engine == "spark" else None)
     rule: BothArms = both_arms or ("keep" if the_design == "paired" else "exclude")
     read: dict[str, Any] = {
         "control": control,
@@ -508,7 +509,7 @@ def _read_on_spark(
     from recsim_cli.spark.session import spark_session
 
     session = spark_session(spark)
-    files = [str(dataset.root / f) for f in dataset.manifest.events_files]
+    files = [dataset.uri(f) for f in dataset.manifest.events_files]
     return aggregate_experiment_spark(
         read_events(session, files), collect=collect, design=design, cuped=cuped, **read
     )

@@ -41,7 +41,7 @@ import numpy as np
 import polars as pl
 
 from recsim_cli import REPORT_SCHEMA_VERSION, __version__
-from recsim_cli.dataset import Dataset
+from recsim_cli.dataset import Dataset, open_dataset
 from recsim_cli.errors import ConfigError, DatasetError, InternalError
 from recsim_cli.experiment.abtest import Fingerprint, GatedReport, resolve_options
 from recsim_cli.experiment.analysis import analyse
@@ -795,7 +795,7 @@ def run_offpolicy_abtest(
     arm_t = resolve_arm(treatment, registry=Path(registry))
     if control == treatment:
         raise ConfigError(f"control and treatment are both '{control}'; name two different arms.")
-    dataset = Dataset.open(data)
+    dataset = open_dataset(data, spark=(spark or SparkConfig()) if engine == "spark" else None)
     check_same_dataset([arm_c, arm_t], dataset.fingerprint)
 
     progress("abtest", 0, 5)

@@ -23,7 +23,7 @@ from recsim_cli.errors import InternalError
 from recsim_cli.ingest.events import partition_count, stage_events, stage_stored, write_rejected
 from recsim_cli.ingest.items import ParsedItems, merge_items, read_items
 from recsim_cli.ingest.partitions import StoredEvents, store_events
-from recsim_cli.ingest.store import VersionWriter
+from recsim_cli.ingest.store import VersionTarget
 from recsim_cli.ingest.summary import TableReport
 from recsim_cli.progress import Progress
 from recsim_cli.readers import SourceTable
@@ -73,7 +73,7 @@ class _Outcome:
 
 
 def build_version(
-    writer: VersionWriter,
+    writer: VersionTarget,
     base: Manifest | None,
     *,
     todo: list[InputFile],
@@ -86,7 +86,7 @@ def build_version(
     """Write every file of the new version; return its manifest and this run's reports."""
     events_in = next((i for i in todo if i.table == "events"), None)
     items_in = next((i for i in todo if i.table == "items"), None)
-    stored = Dataset(writer.root, base) if base is not None else None
+    stored = writer.stored(base) if base is not None else None
     carried = tuple(writer.carry(f) for f in base.rejected_files) if base else ()
 
     if events_in is not None and isinstance(events_in.source, SparkSource):
@@ -155,7 +155,7 @@ def build_version(
 
 
 def _build_events(
-    writer: VersionWriter,
+    writer: VersionTarget,
     stored: Dataset | None,
     *,
     events_in: InputFile,
@@ -213,7 +213,7 @@ def _build_events(
 
 
 def _build_events_spark(
-    writer: VersionWriter,
+    writer: VersionTarget,
     stored: Dataset | None,
     *,
     events_in: InputFile,
@@ -268,7 +268,7 @@ def _spark_version(events_in: InputFile | None) -> dict[str, str]:
 
 
 def _build_items(
-    writer: VersionWriter, stored: Dataset | None, items_in: InputFile | None, progress: Progress
+    writer: VersionTarget, stored: Dataset | None, items_in: InputFile | None, progress: Progress
 ) -> tuple[_Outcome, int]:
     """Validate the new catalogue and merge it with the stored one (or carry that over)."""
     if items_in is None:

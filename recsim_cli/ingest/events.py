@@ -21,7 +21,7 @@ import polars as pl
 from recsim_cli.dataset import EVENTS_SCHEMA, REJECTED_SCHEMA
 from recsim_cli.errors import InputFileError, InternalError
 from recsim_cli.ingest.parse import RAW_PREFIX, REASON, parse_events, raw_columns
-from recsim_cli.ingest.store import VersionWriter
+from recsim_cli.ingest.store import VersionTarget
 from recsim_cli.ingest.values import sniff_ts_formats
 from recsim_cli.readers import ROW, SourceTable, first_line
 
@@ -155,7 +155,7 @@ def stage_stored(stored: pl.LazyFrame, staging: Path, partitions: int, derived: 
 
 
 def write_rejected(
-    writer: VersionWriter, staged: Path | None, table: str, source: str
+    writer: VersionTarget, staged: Path | None, table: str, source: str
 ) -> list[str]:
     """Stream the refused rows of stage 1, in file order, into a rejected part."""
     if staged is None:

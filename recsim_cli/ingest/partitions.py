@@ -20,7 +20,7 @@ import polars as pl
 from recsim_cli.dataset import EVENTS_SCHEMA, DatasetStats
 from recsim_cli.ingest.events import partition_files
 from recsim_cli.ingest.sessions import derive_sessions, drop_duplicates, sort_events
-from recsim_cli.ingest.store import VersionWriter
+from recsim_cli.ingest.store import VersionTarget
 from recsim_cli.progress import Progress
 
 WORKERS: Final = 2
@@ -88,7 +88,7 @@ class StoredEvents:
 
 
 def store_events(
-    writer: VersionWriter,
+    writer: VersionTarget,
     *,
     sources: Sequence[Path],
     partitions: int,

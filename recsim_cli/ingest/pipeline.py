@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from recsim_cli.dataset import (
     EVENTS_SCHEMA,
@@ -25,15 +27,28 @@ from recsim_cli.dataset import (
     parse_version_dir,
     read_manifest,
 )
-from recsim_cli.errors import DatasetError, InternalError, UnknownNameError, UserError
+from recsim_cli.errors import (
+    ConfigError,
+    DatasetError,
+    InternalError,
+    UnknownNameError,
+    UserError,
+)
 from recsim_cli.ingest.build import InputFile, build_version
 from recsim_cli.ingest.events import PARTITION_ROWS
 from recsim_cli.ingest.partitions import WORKERS
 from recsim_cli.ingest.sessions import DEFAULT_GAP, format_duration
-from recsim_cli.ingest.store import LOCK_NAME, STAGING_PREFIX, VersionWriter, locked
+from recsim_cli.ingest.store import (
+    LOCK_NAME,
+    STAGING_PREFIX,
+    VersionTarget,
+    VersionWriter,
+    locked,
+)
 from recsim_cli.ingest.store import remove_leftovers as _remove_leftovers
 from recsim_cli.ingest.summary import IngestSummary, Status, TableReport
 from recsim_cli.io import sha256_file
+from recsim_cli.locations import is_url
 from recsim_cli.progress import Progress, no_progress
 from recsim_cli.readers import scan_table
 from recsim_cli.spark.session import ENGINES, Engine, SparkConfig
@@ -79,10 +94,14 @@ def ingest(
     Raises a `UserError` subclass for anything wrong in the inputs or the
     folder; the stored dataset is then left exactly as it was.
     """
-    root = Path(data)
     mapping = _check_column_map(column_map or {})
     if engine not in ENGINES:
         raise UnknownNameError("engine", str(engine), ENGINES)
+    if is_url(data) and engine != "spark":
+        raise ConfigError(
+            f"--data {data} is a URL: only --engine spark writes a dataset there; add "
+            "--engine spark, or give a local folder."
+        )
     with ThreadPoolExecutor(max_workers=1) as hasher:
         if engine == "spark":
             events_in = _open_spark(events, mapping, hasher, spark or SparkConfig())
@@ -90,9 +109,16 @@ def ingest(
             events_in = _open(Path(events), "events", mapping, hasher)
         items_in = _open(Path(items), "items", mapping, hasher) if items is not None else None
         _check_map_used(mapping, [i for i in (events_in, items_in) if i is not None])
-        _check_folder(root)
+        store: Store
+        if is_url(data):
+            from recsim_cli.spark.remote import RemoteStore
+
+            store = RemoteStore(str(data), spark)
+        else:
+            store = LocalStore(Path(data))
+        store.check_folder()
         return _run(
-            root,
+            store,
             events_in,
             items_in,
             mode=mode,
@@ -104,7 +130,7 @@ def ingest(
 
 
 def _run(
-    root: Path,
+    store: Store,
     events_in: InputFile,
     items_in: InputFile | None,
     *,
@@ -115,9 +141,10 @@ def _run(
     workers: int,
 ) -> IngestSummary:
     """Plan the run under the dataset lock, then build and commit the new version."""
-    with locked(root):
-        current = read_manifest(root)
-        leftovers = tuple(_remove_leftovers(root, current))
+    root = store.root
+    with store.locked():
+        current = store.read_manifest()
+        leftovers = tuple(store.remove_leftovers(current))
         status, todo = _plan(
             root, current, events_in=events_in, items_in=items_in, mode=mode, gap=session_gap
         )
@@ -125,10 +152,10 @@ def _run(
             return _summary(root, current, status=status, added=0, leftovers=leftovers)
         base = current if status == "appended" else None
         if base is not None:
-            Dataset.open(root)  # an append reads the stored files: they must all be there
+            store.open()  # an append reads the stored files: they must all be there
         reads_events = any(i is events_in for i in todo)
         gap, session_ids = _sessions(root, base, events_in if reads_events else None, session_gap)
-        with VersionWriter(root, current) as writer:
+        with store.writer(current) as writer:
             manifest, (events_report, items_report) = build_version(
                 writer,
                 base,
@@ -151,6 +178,44 @@ def _run(
     )
 
 
+class Store(Protocol):
+    """Where a dataset is written: a local folder (`LocalStore`) or a URL (`RemoteStore`)."""
+
+    @property
+    def root(self) -> Path | str: ...
+    def locked(self) -> AbstractContextManager[None]: ...
+    def read_manifest(self) -> Manifest | None: ...
+    def remove_leftovers(self, current: Manifest | None) -> list[str]: ...
+    def open(self) -> Dataset: ...
+    def check_folder(self) -> None: ...
+    def writer(self, current: Manifest | None) -> AbstractContextManager[VersionTarget]: ...
+
+
+@dataclass(frozen=True)
+class LocalStore:
+    """A dataset folder on this machine (`recsim_cli.ingest.store`)."""
+
+    root: Path
+
+    def locked(self) -> AbstractContextManager[None]:
+        return locked(self.root)
+
+    def read_manifest(self) -> Manifest | None:
+        return read_manifest(self.root)
+
+    def remove_leftovers(self, current: Manifest | None) -> list[str]:
+        return _remove_leftovers(self.root, current)
+
+    def open(self) -> Dataset:
+        return Dataset.open(self.root)
+
+    def check_folder(self) -> None:
+        _check_folder(self.root)
+
+    def writer(self, current: Manifest | None) -> VersionWriter:
+        return VersionWriter(self.root, current)
+
+
 def _open(
     path: Path,
     table: Literal["events", "items"],
@@ -168,7 +233,7 @@ def _open_spark(
     path: Path | str, mapping: Mapping[str, str], hasher: ThreadPoolExecutor, config: SparkConfig
 ) -> InputFile:
     """Open the log for Spark: a local file as `_open` does, or a URL Spark reads."""
-    from recsim_cli.spark.ingest_source import is_url, open_source, sha256_url
+    from recsim_cli.spark.ingest_source import open_source, sha256_url
 
     source = open_source(
         path,
@@ -226,7 +291,7 @@ def _check_folder(root: Path) -> None:
 
 
 def _plan(
-    root: Path,
+    root: Path | str,
     current: Manifest | None,
     *,
     events_in: InputFile,
@@ -262,7 +327,7 @@ def _plan(
 
 
 def _sessions(
-    root: Path, base: Manifest | None, events_in: InputFile | None, gap: timedelta | None
+    root: Path | str, base: Manifest | None, events_in: InputFile | None, gap: timedelta | None
 ) -> tuple[timedelta, SessionIds]:
     """Return the session gap and whether session ids come from the log or are derived."""
     if base is None:
@@ -289,7 +354,7 @@ def _sessions(
 
 
 def _summary(
-    root: Path,
+    root: Path | str,
     manifest: Manifest,
     *,
     status: Status,

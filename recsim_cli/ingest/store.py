@@ -20,19 +20,48 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Final
+from typing import IO, Final, Protocol
 
-from recsim_cli.dataset import MANIFEST_NAME, Manifest, parse_version_dir, version_dir_name
+from recsim_cli.dataset import (
+    MANIFEST_NAME,
+    Dataset,
+    Manifest,
+    parse_version_dir,
+    version_dir_name,
+)
 from recsim_cli.errors import DatasetError
 from recsim_cli.io import fsync_tree, write_json_atomic
 
 LOCK_NAME: Final = ".lock"
 STAGING_PREFIX: Final = ".staging-"
+_PART: Final = re.compile(r"^part-(\d+)-.*\.parquet$")
+
+
+def part_index(name: str) -> int | None:
+    """The index of a Spark part file (``part-00003-<id>.parquet`` is 3); None for other files."""
+    match = _PART.match(name)
+    return None if match is None else int(match.group(1))
+
+
+class VersionTarget(Protocol):
+    """What builds a version's files: `VersionWriter` here, or one for a dataset at a URL."""
+
+    version: int
+    staging: Path  # local scratch space
+
+    def stored(self, base: Manifest) -> Dataset: ...
+    def path(self, relative: str) -> Path: ...
+    def relative(self, path: Path) -> str: ...
+    def carry(self, relative: str) -> str: ...
+    def staging_uri(self, name: str) -> str: ...
+    def adopt_parts(self, name: str, pattern: str) -> tuple[str, ...]: ...
+    def commit(self, manifest: Manifest) -> None: ...
 
 
 class VersionWriter:
@@ -75,6 +104,29 @@ class VersionWriter:
     def relative(self, path: Path) -> str:
         """Return ``path`` relative to the dataset folder, as the manifest records it."""
         return path.relative_to(self.root).as_posix()
+
+    def stored(self, base: Manifest) -> Dataset:
+        """The current version, to read from while building the next."""
+        return Dataset(self.root, base)
+
+    def staging_uri(self, name: str) -> str:
+        """Where Spark writes an intermediate output ``name`` (a file URI in the staging folder)."""
+        return (self.staging / name).resolve().as_uri()
+
+    def adopt_parts(self, name: str, pattern: str) -> tuple[str, ...]:
+        """Move the part files Spark wrote to `staging_uri` ``name`` into the version.
+
+        Part ``part-00003-...parquet`` becomes ``pattern.format(3)``.
+        """
+        moved = []
+        for path in sorted((self.staging / name).iterdir()):
+            index = part_index(path.name)
+            if index is None:
+                continue  # _SUCCESS and checksum files
+            target = self.path(pattern.format(index))
+            path.replace(target)
+            moved.append(self.relative(target))
+        return tuple(moved)
 
     def carry(self, relative: str) -> str:
         """Bring a file of the current version into the new one (hard link, else copy)."""

@@ -301,7 +301,7 @@ def user_metrics_spark(
 
 
 def _read_events(session: SparkSession, dataset: Dataset) -> DataFrame:
-    files = [str(dataset.root / f) for f in dataset.manifest.events_files]
+    files = [dataset.uri(f) for f in dataset.manifest.events_files]
     if not files:
         return session.createDataFrame([], EVENTS_DDL)
     return session.read.schema(EVENTS_DDL).parquet(*files)

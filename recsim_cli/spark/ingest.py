@@ -20,11 +20,9 @@ a user may land in another part than on polars; the events are the same.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import reduce
-from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from recsim_cli.dataset import EVENTS_SCHEMA, REJECTED_SCHEMA, Dataset, DatasetStats
@@ -32,7 +30,7 @@ from recsim_cli.errors import InputFileError
 from recsim_cli.ingest.events import partition_count
 from recsim_cli.ingest.parse import RAW_PREFIX, REASON
 from recsim_cli.ingest.sessions import IDENTITY, SORT_KEY
-from recsim_cli.ingest.store import VersionWriter
+from recsim_cli.ingest.store import VersionTarget
 from recsim_cli.ingest.values import check_types
 from recsim_cli.progress import Progress
 from recsim_cli.spark.ingest_source import SparkSource, read_source, spark_error
@@ -44,7 +42,6 @@ if TYPE_CHECKING:
 ROW_ID: Final = "_row_id"
 _SPLIT_BITS: Final = 33
 """`monotonically_increasing_id` puts the split (partition) index above bit 33."""
-_PART: Final = re.compile(r"^part-(\d+)-.*\.parquet$")
 
 
 @dataclass(frozen=True)
@@ -61,7 +58,7 @@ class SparkEvents:
 
 
 def store_events(
-    writer: VersionWriter,
+    writer: VersionTarget,
     stored: Dataset | None,
     source: SparkSource,
     *,
@@ -76,7 +73,7 @@ def store_events(
     check_types(source.schema, source.path)
     spark = spark_session(source.config)
     progress("read events", 0, 1)
-    staged = _stage(spark, source, writer.staging / "spark-parsed")
+    staged = _stage(spark, source, writer.staging_uri("spark-parsed"))
     splits, reasons = _counts(staged)
     rows = sum(splits.values())
     valid = rows - sum(reasons.values())
@@ -97,12 +94,10 @@ def store_events(
     events = staged.filter(F.col(REASON).isNull()).select(*EVENTS_SCHEMA.names())
     if stored is not None:
         events = events.unionByName(_stored(spark, stored, derived))
-    out = writer.staging / "spark-events"
-    _finish(events, partitions, gap, derived).write.option("compression", "zstd").parquet(
-        out.resolve().as_uri()
-    )
-    stats = _stats(spark.read.parquet(out.resolve().as_uri()))
-    files = _move_parts(writer, out, "events/part-{:05d}.parquet")
+    out = writer.staging_uri("spark-events")
+    _finish(events, partitions, gap, derived).write.option("compression", "zstd").parquet(out)
+    stats = _stats(spark.read.parquet(out))
+    files = writer.adopt_parts("spark-events", "events/part-{:05d}.parquet")
     progress("store events", 1, 1)
     return SparkEvents(
         rows_read=rows,
@@ -115,8 +110,8 @@ def store_events(
     )
 
 
-def _stage(spark: SparkSession, source: SparkSource, folder: Path) -> DataFrame:
-    """Parse every row once and write it to ``folder``; return the staged rows."""
+def _stage(spark: SparkSession, source: SparkSource, folder: str) -> DataFrame:
+    """Parse every row once and write it to the URI ``folder``; return the staged rows."""
     from pyspark.errors import AnalysisException
     from pyspark.sql import functions as F
 
@@ -132,7 +127,7 @@ def _stage(spark: SparkSession, source: SparkSource, folder: Path) -> DataFrame:
         *(F.when(refused, F.col(c)).alias(c) for c in raw),  # kept for refused rows only
     )
     try:
-        staged.write.parquet(folder.resolve().as_uri())
+        staged.write.parquet(folder)
     except AnalysisException:
         raise
     except Exception as exc:  # the job reads the file: its errors are the file's
@@ -140,7 +135,7 @@ def _stage(spark: SparkSession, source: SparkSource, folder: Path) -> DataFrame:
             f"{source.path} cannot be read as {source.format.label} ({spark_error(exc)}); "
             "fix the file or convert it to Parquet."
         ) from None
-    return spark.read.parquet(folder.resolve().as_uri())
+    return spark.read.parquet(folder)
 
 
 def _counts(staged: DataFrame) -> tuple[dict[int, int], dict[str, int]]:
@@ -159,7 +154,7 @@ def _counts(staged: DataFrame) -> tuple[dict[int, int], dict[str, int]]:
 
 def _write_rejected(
     spark: SparkSession,
-    writer: VersionWriter,
+    writer: VersionTarget,
     staged: DataFrame,
     splits: dict[int, int],
     source: str,
@@ -188,10 +183,9 @@ def _write_rejected(
     for name in REJECTED_SCHEMA.names()[4:]:
         raw = RAW_PREFIX + name
         columns.append((F.col(raw) if raw in names else F.lit(None).cast("string")).alias(name))
-    out = writer.staging / "spark-rejected"
     rows = refused.select(*columns).repartition(1).sortWithinPartitions("row")
-    rows.write.option("compression", "zstd").parquet(out.resolve().as_uri())
-    return _move_parts(writer, out, f"rejected/v{writer.version:06d}-events.parquet")
+    rows.write.option("compression", "zstd").parquet(writer.staging_uri("spark-rejected"))
+    return writer.adopt_parts("spark-rejected", f"rejected/v{writer.version:06d}-events.parquet")
 
 
 def _stored(spark: SparkSession, stored: Dataset, derived: bool) -> DataFrame:
@@ -200,7 +194,7 @@ def _stored(spark: SparkSession, stored: Dataset, derived: bool) -> DataFrame:
 
     from recsim_cli.spark.ingest_parse import SPARK_TYPES
 
-    files = [(stored.root / f).resolve().as_uri() for f in stored.manifest.events_files]
+    files = [stored.uri(f) for f in stored.manifest.events_files]
     frame = spark.read.parquet(*files)
     return frame.select(
         *(
@@ -277,16 +271,3 @@ def _iso(micros: int | None) -> str | None:
         return None
     value = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
     return value.isoformat().replace("+00:00", "Z")
-
-
-def _move_parts(writer: VersionWriter, folder: Path, name: str) -> tuple[str, ...]:
-    """Move Spark's part files from ``folder`` into the version as ``name`` (numbered by part)."""
-    moved = []
-    for path in sorted(folder.iterdir()):
-        match = _PART.match(path.name)
-        if match is None:
-            continue  # _SUCCESS and checksum files
-        target = writer.path(name.format(int(match.group(1))))
-        path.replace(target)
-        moved.append(writer.relative(target))
-    return tuple(moved)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import polars as pl
 
 from recsim_cli.errors import InputFileError, SchemaError, UserError
+from recsim_cli.locations import is_url
 from recsim_cli.readers import FileFormat, SourceTable, first_line, scan_table
 from recsim_cli.spark.session import SparkConfig, spark_session
 
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.types import DataType
 
-_URL: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _SEPARATORS: Final = ("\t", ",", ";", "|")
 
 
@@ -66,11 +66,6 @@ class SparkSource:
     def local(self) -> bool:
         """Whether the file is a local path (not a URL)."""
         return not is_url(self.path)
-
-
-def is_url(path: str | Path) -> bool:
-    """Return whether ``path`` is a URL with a scheme (``s3a://...``), not a local path."""
-    return isinstance(path, str) and _URL.match(path) is not None
 
 
 def open_source(

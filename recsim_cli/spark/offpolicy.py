@@ -84,7 +84,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _events(dataset: Dataset, data: object, session: SparkSession) -> DataFrame | None:
     """The dataset's events as a Spark DataFrame (None when it has no parts)."""
-    files = [str(dataset.root / f) for f in dataset.manifest.events_files]
+    files = [dataset.uri(f) for f in dataset.manifest.events_files]
     if not files:
         return None
     try:
