@@ -38,3 +38,17 @@ def assert_close(a: Any, b: Any, where: str = "report") -> None:
     else:
         assert a == b, (where, a, b)
         assert type(a) is type(b), (where, type(a), type(b))
+
+
+def rounded(value: Any, drop: tuple[str, ...] = ("elapsed",)) -> Any:
+    """A JSON value with every float rounded to 9 significant digits (`REL`), for ``==``.
+
+    Keys starting with one of ``drop`` (timings, paths) are left out of dicts.
+    """
+    if isinstance(value, dict):
+        return {k: rounded(v, drop) for k, v in value.items() if not k.startswith(drop)}
+    if isinstance(value, list):
+        return [rounded(v, drop) for v in value]
+    if isinstance(value, float):
+        return float(f"{value:.9g}")
+    return value

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from parity import rounded
 
 from recsim_cli.dataset import Dataset
 from recsim_cli.errors import ConfigError, UserError
@@ -135,17 +136,6 @@ def logged_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _numbers(value: object) -> object:
-    """A JSON value with every float rounded to 9 significant digits and timings dropped."""
-    if isinstance(value, dict):
-        return {k: _numbers(v) for k, v in value.items() if "elapsed" not in k}
-    if isinstance(value, list):
-        return [_numbers(v) for v in value]
-    if isinstance(value, float):
-        return float(f"{value:.9g}")
-    return value
-
-
 def test_the_whole_logged_loop_gives_the_same_numbers_on_both_engines(
     invoke, spark, logged_world: Path, tmp_path: Path
 ) -> None:
@@ -175,8 +165,8 @@ def test_the_whole_logged_loop_gives_the_same_numbers_on_both_engines(
     for key in ("data_dir", "elapsed_s"):
         polars_summary.pop(key, None)
         spark_summary.pop(key, None)
-    assert _numbers(spark_summary) == _numbers(polars_summary)
-    assert _numbers(spark_report["analysis"]) == _numbers(polars_report["analysis"])
+    assert rounded(spark_summary) == rounded(polars_summary)
+    assert rounded(spark_report["analysis"]) == rounded(polars_report["analysis"])
     events = {
         engine: Dataset.open(tmp_path / f"data-{engine}").events().collect()
         for engine in ("polars", "spark")

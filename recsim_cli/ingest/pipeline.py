@@ -24,7 +24,6 @@ from recsim_cli.dataset import (
     Dataset,
     Manifest,
     SessionIds,
-    parse_version_dir,
     read_manifest,
 )
 from recsim_cli.errors import (
@@ -39,11 +38,11 @@ from recsim_cli.ingest.events import PARTITION_ROWS
 from recsim_cli.ingest.partitions import WORKERS
 from recsim_cli.ingest.sessions import DEFAULT_GAP, format_duration
 from recsim_cli.ingest.store import (
-    LOCK_NAME,
-    STAGING_PREFIX,
     VersionTarget,
     VersionWriter,
+    foreign_entry,
     locked,
+    not_a_dataset,
 )
 from recsim_cli.ingest.store import remove_leftovers as _remove_leftovers
 from recsim_cli.ingest.summary import IngestSummary, Status, TableReport
@@ -277,17 +276,9 @@ def _check_folder(root: Path) -> None:
         raise DatasetError(f"{root} is a file, not a dataset folder; choose another --data.")
     if not root.is_dir() or (root / MANIFEST_NAME).exists():
         return
-    ours = (LOCK_NAME, STAGING_PREFIX, f".{MANIFEST_NAME}.")
-    foreign = [
-        e.name
-        for e in root.iterdir()
-        if parse_version_dir(e.name) is None and not e.name.startswith(ours)
-    ]
-    if foreign:
-        raise DatasetError(
-            f"{root} is not empty and holds no dataset (found {sorted(foreign)[0]}); "
-            "choose an empty or new --data folder."
-        )
+    found = foreign_entry(e.name for e in root.iterdir())
+    if found is not None:
+        raise not_a_dataset(root, found)
 
 
 def _plan(

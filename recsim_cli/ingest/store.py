@@ -23,7 +23,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Final, Protocol
@@ -190,17 +190,42 @@ def remove_leftovers(root: Path, current: Manifest | None) -> list[str]:
     Call only while holding `locked`. Leftovers are version folders the
     manifest does not name, staging folders and temporary manifests.
     """
-    keep = current.version_dir if current is not None else None
     removed = []
     for entry in sorted(root.iterdir()):
-        stray_version = parse_version_dir(entry.name) is not None and entry.name != keep
-        stray_temp = entry.name.startswith(STAGING_PREFIX) or (
-            entry.name.startswith(f".{MANIFEST_NAME}.") and entry.name.endswith(".tmp")
-        )
-        if stray_version or stray_temp:
+        if is_leftover(entry.name, current):
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
                 entry.unlink(missing_ok=True)
             removed.append(entry.name)
     return removed
+
+
+def is_leftover(name: str, current: Manifest | None) -> bool:
+    """Whether an entry of a dataset folder is left over from a crashed run (`remove_leftovers`)."""
+    stray_version = parse_version_dir(name) is not None and (
+        current is None or name != current.version_dir
+    )
+    stray_temp = name.startswith(STAGING_PREFIX) or (
+        name.startswith(f".{MANIFEST_NAME}.") and name.endswith(".tmp")
+    )
+    return stray_version or stray_temp
+
+
+def foreign_entry(names: Iterable[str]) -> str | None:
+    """The first of ``names`` (sorted) that no dataset folder holds, or None.
+
+    A folder without a manifest may hold only what an ingest writes: version
+    folders, the lock, staging folders and temporary manifests.
+    """
+    ours = (LOCK_NAME, STAGING_PREFIX, f".{MANIFEST_NAME}.")
+    foreign = sorted(n for n in names if parse_version_dir(n) is None and not n.startswith(ours))
+    return foreign[0] if foreign else None
+
+
+def not_a_dataset(root: Path | str, found: str) -> DatasetError:
+    """The error for writing a dataset into a folder that holds other things."""
+    return DatasetError(
+        f"{root} is not empty and holds no dataset (found {found}); "
+        "choose an empty or new --data folder."
+    )

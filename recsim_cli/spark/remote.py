@@ -41,11 +41,17 @@ from recsim_cli.dataset import (
     Dataset,
     Manifest,
     manifest_from_json,
-    parse_version_dir,
     version_dir_name,
 )
 from recsim_cli.errors import DatasetError, UserError
-from recsim_cli.ingest.store import LOCK_NAME, STAGING_PREFIX, part_index
+from recsim_cli.ingest.store import (
+    LOCK_NAME,
+    STAGING_PREFIX,
+    foreign_entry,
+    is_leftover,
+    not_a_dataset,
+    part_index,
+)
 from recsim_cli.io import dumps_json
 from recsim_cli.spark.ingest_source import spark_error
 from recsim_cli.spark.session import SparkConfig, spark_session
@@ -273,26 +279,15 @@ class RemoteStore:
         names = self.fs.names(self.root)
         if MANIFEST_NAME in names:
             return
-        ours = (LOCK_NAME, STAGING_PREFIX, f".{MANIFEST_NAME}.")
-        foreign = [n for n in names if parse_version_dir(n) is None and not n.startswith(ours)]
-        if foreign:
-            raise DatasetError(
-                f"{self.root} is not empty and holds no dataset (found {foreign[0]}); "
-                "choose an empty or new --data folder."
-            )
+        found = foreign_entry(names)
+        if found is not None:
+            raise not_a_dataset(self.root, found)
 
     def remove_leftovers(self, current: Manifest | None) -> list[str]:
         """Remove versions the manifest does not name, staging folders and temporary manifests."""
-        keep = current.version_dir if current is not None else None
-        removed = []
-        for name in self.fs.names(self.root):
-            stray_version = parse_version_dir(name) is not None and name != keep
-            stray_temp = name.startswith(STAGING_PREFIX) or (
-                name.startswith(f".{MANIFEST_NAME}.") and name.endswith(".tmp")
-            )
-            if stray_version or stray_temp:
-                self.fs.delete(join(self.root, name))
-                removed.append(name)
+        removed = [name for name in self.fs.names(self.root) if is_leftover(name, current)]
+        for name in removed:
+            self.fs.delete(join(self.root, name))
         return removed
 
     def writer(self, current: Manifest | None) -> RemoteVersionWriter:
