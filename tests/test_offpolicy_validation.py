@@ -140,3 +140,6 @@ def test_a_cached_run_reads_finished_parts_instead_of_computing_them(
     again = validation.section(SCENARIOS[:1], cache=tmp_path, **options)  # type: ignore[arg-type]
     assert calls == [SCENARIOS[0].name, "aa"]  # nothing computed twice
     assert again == first
+    backwards = validation.section(SCENARIOS[:2], reverse=True, **options)  # type: ignore[arg-type]
+    assert calls[2:] == ["aa", SCENARIOS[1].name, SCENARIOS[0].name]  # last job first
+    assert backwards == validation.section(SCENARIOS[:2], **options)  # type: ignore[arg-type]

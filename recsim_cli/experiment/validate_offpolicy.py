@@ -606,6 +606,7 @@ def section(
     seed: int,
     workers: int,
     cache: Path | None = None,
+    reverse: bool = False,
 ) -> str:
     """Run everything (``workers`` processes) and return the Markdown section.
 
@@ -613,6 +614,8 @@ def section(
     kept in that folder, and a later run with the same arguments reads them
     instead of computing them again: a run stopped half way resumes. Remove
     the folder's results (not its ``truth-*`` files) after changing an estimator.
+    ``reverse`` runs the jobs last first (the section is the same): a second
+    process with the same cache and ``reverse`` works from the other end.
     """
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
@@ -622,11 +625,14 @@ def section(
     ]
     if aa_replicates:
         jobs.append(("aa", None, aa_replicates, 0, seed, cache))
+    order = list(reversed(jobs)) if reverse else jobs
     if workers > 1:
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            results = pool.map(_run, jobs, chunksize=1)
+            results = pool.map(_run, order, chunksize=1)
     else:
-        results = [_run(job) for job in jobs]
+        results = [_run(job) for job in order]
+    if reverse:
+        results.reverse()
     lines = [
         SECTION,
         "",
@@ -674,6 +680,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cache", default=None, help="folder keeping finished parts, so a stopped run resumes"
     )
+    parser.add_argument(
+        "--reverse", action="store_true", help="run the last job first (a second process)"
+    )
     args = parser.parse_args(argv)
     began = time.perf_counter()
     text = section(
@@ -684,6 +693,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
         workers=args.workers,
         cache=None if args.cache is None else Path(args.cache),
+        reverse=args.reverse,
     )
     sys.stdout.write(text)
     sys.stdout.write(f"\n(computed in {time.perf_counter() - began:.0f} s)\n")
