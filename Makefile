@@ -82,7 +82,8 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/pytest -q -m slow
 
-## validate: thousands of simulated experiments; writes docs/validation.md (about an hour)
+## validate: thousands of simulated experiments; writes docs/validation.md (several hours;
+## the off-policy part resumes from .validate-cache, e.g. after a change to an estimator)
 validate: $(STAMP)
 	$(BIN)/python -m recsim_cli.experiment.validate --out docs/validation.md
 	$(BIN)/python -m recsim_cli.experiment.validate_offpolicy --out docs/validation.md --cache .validate-cache
