@@ -182,3 +182,19 @@ def test_the_hadoop_file_system_writes_whole_files_and_renames_over(spark, tmp_p
     assert fs.read_bytes(join(root, "a")) == b"two"
     assert not fs.exists(join(root, "b"))
     assert [n for n in fs.names(root) if not n.endswith(".crc")] == ["a"]
+
+
+def test_a_missing_connector_is_named_by_its_java_message() -> None:
+    from recsim_cli.spark.remote import _java_error
+
+    class JavaException:
+        def toString(self) -> str:  # py4j's name of a Java method
+            return (
+                "java.lang.RuntimeException: java.lang.ClassNotFoundException: "
+                "Class org.apache.hadoop.fs.s3a.S3AFileSystem not found"
+            )
+
+    error = RuntimeError("An error occurred while calling o46.getFileSystem")
+    error.java_exception = JavaException()  # type: ignore[attr-defined]
+    assert _java_error(error) == "Class org.apache.hadoop.fs.s3a.S3AFileSystem not found"
+    assert _java_error(ValueError("plain")) == "plain"

@@ -80,7 +80,7 @@ class HadoopFS:
             self._fs = jvm.org.apache.hadoop.fs.Path(url).getFileSystem(self._conf)
         except Exception as exc:
             raise DatasetError(
-                f"--data {url}: Spark has no file system for it ({spark_error(exc)}); "
+                f"--data {url}: Spark has no file system for it ({_java_error(exc)}); "
                 "check the URL and the Hadoop connector (e.g. hadoop-aws for s3a://)."
             ) from None
         self.scheme = str(self._fs.getScheme())
@@ -161,6 +161,14 @@ class HadoopFS:
         if gateway is None:  # pragma: no cover - a classic session always has one
             raise UserError("Spark's py4j gateway is not running.")
         return gateway.new_array(java_class, size)
+
+
+def _java_error(exc: BaseException) -> str:
+    """The message of the Java exception behind a py4j error (else the error's first line)."""
+    java = getattr(exc, "java_exception", None)
+    if java is None:
+        return spark_error(exc)
+    return spark_error(RuntimeError(str(java.toString())))
 
 
 def join(root: str, *parts: str) -> str:
