@@ -229,17 +229,8 @@ def scan_table(
         raise InputFileError(
             f"{path} cannot be read as {fmt.label} ({first_line(exc)}); fix or convert the file."
         ) from exc
-    renames = {old: new for new, old in column_map.items() if old in found}
-    for old, new in renames.items():
-        if new in found and new not in renames:
-            raise SchemaError(
-                f"{path} has both a column '{new}' and '{old}', which --map {new}={old} "
-                f"renames to it; drop the --map or rename one column."
-            )
-    names = [renames.get(c, c) for c in found]
-    missing = [c for c in required if c not in names]
-    if missing:
-        raise SchemaError(_missing_message(path, missing, found))
+    names = contract_names(path, found, column_map=column_map, required=required)
+    renames = {old: new for old, new in zip(found, names, strict=True) if old != new}
     present = [c for c in known if c in names]
     unknown = tuple(c for c, n in zip(found, names, strict=True) if n not in known)
     if fmt.kind == "jsonl":
@@ -286,7 +277,34 @@ def _scan(path: Path, fmt: FileFormat) -> pl.LazyFrame:
     )
 
 
-def _missing_message(path: Path, missing: Sequence[str], found: Sequence[str]) -> str:
+def contract_names(
+    path: Path | str,
+    found: Sequence[str],
+    *,
+    column_map: Mapping[str, str],
+    required: Sequence[str],
+) -> list[str]:
+    """The contract name of each column ``found`` in ``path``, after ``--map NEW=OLD``.
+
+    Raises `SchemaError` when a map would give two columns one name, or a
+    required column is missing (naming the columns found and the ``--map``
+    to use). Both engines read a file's header through it.
+    """
+    renames = {old: new for new, old in column_map.items() if old in found}
+    for old, new in renames.items():
+        if new in found and new not in renames:
+            raise SchemaError(
+                f"{path} has both a column '{new}' and '{old}', which --map {new}={old} "
+                f"renames to it; drop the --map or rename one column."
+            )
+    names = [renames.get(c, c) for c in found]
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise SchemaError(_missing_message(path, missing, found))
+    return names
+
+
+def _missing_message(path: Path | str, missing: Sequence[str], found: Sequence[str]) -> str:
     listed = ", ".join(found) or "none"
     maps = " ".join(f"--map {c}={_guess(c, found)}" for c in missing)
     if len(missing) == 1:

@@ -120,6 +120,11 @@ class Comparison:
     pre_missing_treatment: npt.NDArray[np.int64] | None
 
 
+Numbers = FloatArray | float
+"""An estimate or variance: per metric (arrays, `compare`) or one number (`compare_moments`)."""
+Counts = npt.NDArray[np.int64] | int
+
+
 def compare(
     control: Sample,
     treatment: Sample,
@@ -145,7 +150,7 @@ def compare(
     rt = estimate_ratio(treatment.num, treatment.den, ddof)
     lin_c, lin_t = rc.linearised, rt.linearised
     est_c, est_t = rc.ratio, rt.ratio
-    theta = reduction = miss_c = miss_t = None
+    theta = miss_c = miss_t = None
     if cuped:
         if (
             control.pre_num is None
@@ -177,8 +182,58 @@ def compare(
     else:
         covariance = np.zeros_like(var_c)
         df = welch_df(var_t, treatment.n, var_c, control.n)
-    if distribution == "normal":
-        df = np.full_like(df, np.inf)
+    unit_variance = _unit_variance(lin_c, lin_t, design, ddof)
+    raw_var_diff = None
+    if cuped:
+        raw_c = _variance_of_mean(rc.linearised, ddof)
+        raw_t = _variance_of_mean(rt.linearised, ddof)
+        raw_cov = (
+            sample_covariance(rt.linearised, rc.linearised, ddof) / control.n
+            if design == "paired" and control.n > ddof
+            else np.zeros_like(raw_c)
+        )
+        raw_var_diff = raw_t + raw_c - 2.0 * raw_cov
+    return conclude(
+        design=design,
+        n=(control.n, treatment.n),
+        raw=(rc.ratio, rt.ratio),
+        estimate=(est_c, est_t),
+        variance=(var_c, var_t),
+        covariance=covariance,
+        df=np.full_like(df, np.inf) if distribution == "normal" else df,
+        unit_variance=unit_variance,
+        alpha=alpha,
+        relative_method=relative_method,
+        raw_var_diff=raw_var_diff,
+        theta=theta,
+        pre_missing=(miss_c, miss_t),
+    )
+
+
+def conclude(
+    *,
+    design: Design,
+    n: tuple[int, int],
+    raw: tuple[Numbers, Numbers],
+    estimate: tuple[Numbers, Numbers],
+    variance: tuple[Numbers, Numbers],
+    covariance: Numbers,
+    df: Numbers,
+    unit_variance: Numbers,
+    alpha: float,
+    relative_method: RelativeMethod,
+    raw_var_diff: Numbers | None = None,
+    theta: Numbers | None = None,
+    pre_missing: tuple[Counts | None, Counts | None] = (None, None),
+) -> Comparison:
+    """The test of the difference, the relative CI and the `Comparison`, from the arms' parts.
+
+    Pairs are (control, treatment). ``df`` is final (infinite for the normal
+    distribution); ``raw_var_diff`` is Var(Delta) without CUPED, for the
+    variance reduction. Shared by `compare` (per-user arrays) and
+    `moments.compare_moments` (the same numbers from moments).
+    """
+    (est_c, est_t), (var_c, var_t) = estimate, variance
     var_diff = var_t + var_c - 2.0 * covariance
     test = difference_test(est_t - est_c, var_diff, df, alpha)
     rel = relative_interval(
@@ -190,29 +245,29 @@ def compare(
         critical=test.critical,
         method=relative_method,
     )
-    unit_variance = _unit_variance(lin_c, lin_t, design, ddof)
-    if cuped:
-        raw_c = _variance_of_mean(rc.linearised, ddof)
-        raw_t = _variance_of_mean(rt.linearised, ddof)
-        raw_cov = (
-            sample_covariance(rt.linearised, rc.linearised, ddof) / control.n
-            if design == "paired" and control.n > ddof
-            else np.zeros_like(raw_c)
-        )
+    reduction = None
+    if raw_var_diff is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
-            reduction = 1.0 - var_diff / (raw_t + raw_c - 2.0 * raw_cov)
+            reduction = 1.0 - np.float64(var_diff) / np.float64(raw_var_diff)
+
+    def arr(value: Numbers) -> FloatArray:
+        return np.asarray(value, dtype=np.float64)
+
+    def count(value: Counts | None) -> npt.NDArray[np.int64] | None:
+        return None if value is None else np.asarray(value, dtype=np.int64)
+
     return Comparison(
         design=design,
-        n_control=control.n,
-        n_treatment=treatment.n,
-        control_raw=rc.ratio,
-        treatment_raw=rt.ratio,
-        control=est_c,
-        treatment=est_t,
-        var_control=var_c,
-        var_treatment=var_t,
-        covariance=covariance,
-        unit_variance=unit_variance,
+        n_control=n[0],
+        n_treatment=n[1],
+        control_raw=arr(raw[0]),
+        treatment_raw=arr(raw[1]),
+        control=arr(est_c),
+        treatment=arr(est_t),
+        var_control=arr(var_c),
+        var_treatment=arr(var_t),
+        covariance=arr(covariance),
+        unit_variance=arr(unit_variance),
         difference=test.estimate,
         se=test.se,
         df=test.df,
@@ -224,10 +279,10 @@ def compare(
         relative_low=rel.low,
         relative_high=rel.high,
         relative_defined=rel.defined,
-        theta=theta,
-        variance_reduction=reduction,
-        pre_missing_control=miss_c,
-        pre_missing_treatment=miss_t,
+        theta=None if theta is None else arr(theta),
+        variance_reduction=None if reduction is None else arr(reduction),
+        pre_missing_control=count(pre_missing[0]),
+        pre_missing_treatment=count(pre_missing[1]),
     )
 
 

@@ -50,7 +50,7 @@ from recsim_cli.experiment.analysis import (
     check_options,
     metric_result,
 )
-from recsim_cli.experiment.comparison import Comparison, Design, check_design
+from recsim_cli.experiment.comparison import Comparison, Design, check_design, conclude
 from recsim_cli.experiment.daily import (
     MIN_USERS,
     DailyPoint,
@@ -62,8 +62,6 @@ from recsim_cli.experiment.daily import (
 from recsim_cli.experiment.effects import (
     Distribution,
     RelativeMethod,
-    difference_test,
-    relative_interval,
     welch_df,
 )
 from recsim_cli.experiment.frame import ARM, USER, extract_arms
@@ -352,7 +350,7 @@ def compare_moments(
     raw_t, lin_t = _ratio(mt, metric)
     est_c, est_t = raw_c, raw_t
     raw_lin_c, raw_lin_t = lin_c, lin_t
-    theta = reduction = miss_c = miss_t = None
+    theta = miss_c = miss_t = None
     if cuped:
         cov_c, cov_t, miss_c, miss_t = _covariate(em, metric)
         sxy = sxx = 0.0
@@ -377,19 +375,6 @@ def compare_moments(
     else:
         covariance = 0.0
         df = float(welch_df(var_t, mt.n, var_c, mc.n))
-    if distribution == "normal":
-        df = math.inf
-    var_diff = var_t + var_c - 2.0 * covariance
-    test = difference_test(est_t - est_c, var_diff, df, alpha)
-    rel = relative_interval(
-        est_t,
-        est_c,
-        var_treatment=var_t,
-        var_control=var_c,
-        covariance=covariance,
-        critical=test.critical,
-        method=relative_method,
-    )
     if paired:
         unit_variance = (
             math.nan
@@ -401,43 +386,26 @@ def compare_moments(
         )
     else:
         unit_variance = _variance(mc, lin_c, ddof) + _variance(mt, lin_t, ddof)
+    raw_var_diff = None
     if cuped:
         rv_c = _variance(mc, raw_lin_c, ddof) / mc.n if mc.n else math.nan
         rv_t = _variance(mt, raw_lin_t, ddof) / mt.n if mt.n else math.nan
         raw_cov = _cross(em, raw_lin_c, raw_lin_t, ddof) / n if paired and n > ddof else 0.0
-        with np.errstate(divide="ignore", invalid="ignore"):
-            reduction = float(1.0 - np.float64(var_diff) / np.float64(rv_t + rv_c - 2.0 * raw_cov))
-
-    def arr(value: float | None) -> Any:
-        return None if value is None else np.asarray(value, dtype=np.float64)
-
-    return Comparison(
+        raw_var_diff = rv_t + rv_c - 2.0 * raw_cov
+    return conclude(
         design=em.design,
-        n_control=mc.n,
-        n_treatment=mt.n,
-        control_raw=arr(raw_c),
-        treatment_raw=arr(raw_t),
-        control=arr(est_c),
-        treatment=arr(est_t),
-        var_control=arr(var_c),
-        var_treatment=arr(var_t),
-        covariance=arr(covariance),
-        unit_variance=arr(unit_variance),
-        difference=test.estimate,
-        se=test.se,
-        df=test.df,
-        critical=test.critical,
-        p_value=test.p_value,
-        ci_low=test.ci_low,
-        ci_high=test.ci_high,
-        relative=rel.estimate,
-        relative_low=rel.low,
-        relative_high=rel.high,
-        relative_defined=rel.defined,
-        theta=arr(theta),
-        variance_reduction=arr(reduction),
-        pre_missing_control=None if miss_c is None else np.asarray(miss_c, dtype=np.int64),
-        pre_missing_treatment=None if miss_t is None else np.asarray(miss_t, dtype=np.int64),
+        n=(mc.n, mt.n),
+        raw=(raw_c, raw_t),
+        estimate=(est_c, est_t),
+        variance=(var_c, var_t),
+        covariance=covariance,
+        df=math.inf if distribution == "normal" else df,
+        unit_variance=unit_variance,
+        alpha=alpha,
+        relative_method=relative_method,
+        raw_var_diff=raw_var_diff,
+        theta=theta,
+        pre_missing=(miss_c, miss_t),
     )
 
 

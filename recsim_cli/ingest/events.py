@@ -63,6 +63,21 @@ class Staged:
     rejected: Path | None
 
 
+def check_usable(path: Path | str, rows: int, reasons: dict[str, int]) -> None:
+    """Refuse a log with no rows, or whose every row was refused (``reasons``: counts by reason).
+
+    Both engines call it, so the sentence is the same on both.
+    """
+    if rows == 0:
+        raise InputFileError(f"{path} has no rows; give a file with at least one event.")
+    if rows == sum(reasons.values()):
+        reason, count = max(reasons.items(), key=lambda kv: (kv[1], kv[0]))
+        raise InputFileError(
+            f"{path}: none of its {rows:,} rows is usable ({count:,} with "
+            f"'{reason}'); check its columns and formats against docs/data.md."
+        )
+
+
 def stage_events(source: SourceTable, staging: Path, partitions: int) -> Staged:
     """Stream ``source`` through validation into user partitions under ``staging``.
 
@@ -103,14 +118,7 @@ def stage_events(source: SourceTable, staging: Path, partitions: int) -> Staged:
         reasons = dict(zip(counts[REASON].to_list(), counts["len"].to_list(), strict=True))
     valid = _count([f for folder in folders for f in partition_files(folder, range(partitions))])
     rows = valid + sum(reasons.values())
-    if rows == 0:
-        raise InputFileError(f"{source.path} has no rows; give a file with at least one event.")
-    if valid == 0:
-        reason, count = max(reasons.items(), key=lambda kv: (kv[1], kv[0]))
-        raise InputFileError(
-            f"{source.path}: none of its {rows:,} rows is usable ({count:,} with "
-            f"'{reason}'); check its columns and formats against docs/data.md."
-        )
+    check_usable(source.path, rows, reasons)
     return Staged(rows, valid, reasons, folders, rejected if reasons else None)
 
 

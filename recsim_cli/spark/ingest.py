@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 from recsim_cli.dataset import EVENTS_SCHEMA, REJECTED_SCHEMA, Dataset, DatasetStats
 from recsim_cli.errors import InputFileError
-from recsim_cli.ingest.events import partition_count
+from recsim_cli.ingest.events import check_usable, partition_count
 from recsim_cli.ingest.parse import RAW_PREFIX, REASON
 from recsim_cli.ingest.sessions import IDENTITY, SORT_KEY
 from recsim_cli.ingest.store import VersionTarget
@@ -77,14 +77,7 @@ def store_events(
     splits, reasons = _counts(staged)
     rows = sum(splits.values())
     valid = rows - sum(reasons.values())
-    if rows == 0:
-        raise InputFileError(f"{source.path} has no rows; give a file with at least one event.")
-    if valid == 0:
-        reason, count = max(reasons.items(), key=lambda kv: (kv[1], kv[0]))
-        raise InputFileError(
-            f"{source.path}: none of its {rows:,} rows is usable ({count:,} with "
-            f"'{reason}'); check its columns and formats against docs/data.md."
-        )
+    check_usable(source.path, rows, reasons)
     rejected = _write_rejected(spark, writer, staged, splits, source.name) if reasons else ()
     progress("read events", 1, 1)
 

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import polars as pl
 
-from recsim_cli.errors import InputFileError, SchemaError, UserError
+from recsim_cli.errors import InputFileError, UserError
 from recsim_cli.locations import is_url
-from recsim_cli.readers import FileFormat, SourceTable, first_line, scan_table
+from recsim_cli.readers import FileFormat, SourceTable, contract_names, first_line, scan_table
 from recsim_cli.spark.session import SparkConfig, spark_session
 
 if TYPE_CHECKING:
@@ -86,20 +86,7 @@ def open_source(
     fmt = _format_from_name(spark, url)
     frame = read_raw(spark, url, fmt)
     found = tuple(frame.columns)
-    renames = {old: new for new, old in column_map.items() if old in found}
-    for old, new in renames.items():
-        if new in found and new not in renames:
-            raise SchemaError(
-                f"{url} has both a column '{new}' and '{old}', which --map {new}={old} "
-                f"renames to it; drop the --map or rename one column."
-            )
-    names = [renames.get(c, c) for c in found]
-    missing = [c for c in required if c not in names]
-    if missing:
-        # The same sentence as the polars engine's (readers._missing_message).
-        from recsim_cli.readers import _missing_message
-
-        raise SchemaError(_missing_message(Path(url), missing, found).replace(str(Path(url)), url))
+    names = contract_names(url, found, column_map=column_map, required=required)
     types = dict(zip(names, (f.dataType for f in frame.schema.fields), strict=True))
     positions = {n: i for i, n in enumerate(names)}
     present = [c for c in known if c in names]
