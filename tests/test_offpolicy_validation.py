@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
@@ -116,9 +117,21 @@ def test_a_cached_run_reads_finished_parts_instead_of_computing_them(
         "lift_mc_se": dict.fromkeys(metrics, 0.001),
     }
 
-    def scenario(what: Scenario, *args: object) -> ScenarioResult:
-        calls.append(what.name)
-        return ScenarioResult(what, truth, rows, 5.0, 2.0)
+    class Online:
+        def to_dict(self) -> dict[str, object]:
+            return truth
+
+    def world(key: str, models: object, folder: object) -> object:
+        calls.append(f"world {key}")
+        return SimpleNamespace(seconds=2.0)
+
+    def truth_of(setup: object, what: Scenario, replicates: int, seed: int) -> Online:
+        calls.append(f"truth {what.name} {replicates}")
+        return Online()
+
+    def estimates(setup: object, what: Scenario, replicates: int, seed: int) -> pl.DataFrame:
+        calls.append(f"estimates {what.name}")
+        return rows
 
     def aa(replicates: int, seed: int) -> dict[str, object]:
         calls.append("aa")
@@ -132,14 +145,29 @@ def test_a_cached_run_reads_finished_parts_instead_of_computing_them(
             "seconds": 1.0,
         }
 
-    monkeypatch.setattr(validation, "run_scenario", scenario)
+    monkeypatch.setattr(validation, "prepare_world", world)
+    monkeypatch.setattr(validation, "truth_of", truth_of)
+    monkeypatch.setattr(validation, "estimate_replicates", estimates)
     monkeypatch.setattr(validation, "run_aa_gate", aa)
+    name = SCENARIOS[0].name
     options = {"replicates": 2, "truth_replicates": 3, "aa_replicates": 4, "seed": 1, "workers": 1}
     first = validation.section(SCENARIOS[:1], cache=tmp_path, **options)  # type: ignore[arg-type]
-    assert calls == [SCENARIOS[0].name, "aa"]
+    assert calls == ["world A", f"truth {name} 3", f"estimates {name}", "aa"]  # one world
+    calls.clear()
     again = validation.section(SCENARIOS[:1], cache=tmp_path, **options)  # type: ignore[arg-type]
-    assert calls == [SCENARIOS[0].name, "aa"]  # nothing computed twice
+    assert calls == []  # nothing computed twice
     assert again == first
+    # More online replicates: only the truth is computed again, the estimates are kept.
+    more = {**options, "truth_replicates": 5}
+    validation.section(SCENARIOS[:1], cache=tmp_path, **more)  # type: ignore[arg-type]
+    assert calls == ["world A", f"truth {name} 5"]
+    calls.clear()
     backwards = validation.section(SCENARIOS[:2], reverse=True, **options)  # type: ignore[arg-type]
-    assert calls[2:] == ["aa", SCENARIOS[1].name, SCENARIOS[0].name]  # last job first
+    assert [c for c in calls if not c.startswith("world")] == [
+        "aa",
+        f"truth {SCENARIOS[1].name} 3",
+        f"estimates {SCENARIOS[1].name}",
+        f"truth {name} 3",
+        f"estimates {name}",
+    ]  # last job first
     assert backwards == validation.section(SCENARIOS[:2], **options)  # type: ignore[arg-type]

@@ -327,6 +327,7 @@ class ScenarioResult:
     rows: pl.DataFrame
     seconds: float
     setup_seconds: float
+    truth_seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -339,31 +340,70 @@ def run_scenario(
 ) -> ScenarioResult:
     """Prepare the scenario's world, compute its truth, and run every replicate.
 
-    With ``cache``, the truth is read from (or written to) a JSON file there:
-    it depends on the world, the two models and the seed, not on the estimators.
+    With ``cache``, the truth and the replicates' estimates are each read from
+    (or written to) their own files there, named by what they depend on: the
+    truth (``truth-*.json``) on the world, the two models, ``truth_replicates``
+    and the seed; the estimates (``estimates-*``) on the world, the models,
+    ``replicates``, the seed and the estimators' code. So more truth
+    replicates recompute only the truth, and after a change to an estimator
+    deleting the ``estimates-*`` files recomputes only the estimates. The
+    world is prepared only when one of them is missing.
     """
-    with tempfile.TemporaryDirectory(prefix="recsim-validate-") as folder:
-        models = sorted({scenario.control, scenario.treatment})
-        setup = prepare_world(scenario.world, models, Path(folder))
-    began = time.perf_counter()
-    truth_file = (
-        None
-        if cache is None
-        else cache / f"truth-{_slug(scenario.name)}-{truth_replicates}-{seed}.json"
-    )
-    if truth_file is not None and truth_file.is_file():
-        truth = json.loads(truth_file.read_text(encoding="utf-8"))
-    else:
-        truth = truth_of(setup, scenario, truth_replicates, seed).to_dict()
+    slug = _slug(scenario.name)
+    truth_file = None if cache is None else cache / f"truth-{slug}-{truth_replicates}-{seed}.json"
+    stem = None if cache is None else cache / f"estimates-{slug}-{replicates}-{seed}"
+    truth = _read_json(truth_file)
+    saved = _read_json(None if stem is None else stem.with_suffix(".json"))
+    world: list[WorldSetup] = []
+
+    def setup() -> WorldSetup:
+        if not world:
+            with tempfile.TemporaryDirectory(prefix="recsim-validate-") as folder:
+                models = sorted({scenario.control, scenario.treatment})
+                world.append(prepare_world(scenario.world, models, Path(folder)))
+        return world[0]
+
+    if truth is None:
+        began = time.perf_counter()
+        online = truth_of(setup(), scenario, truth_replicates, seed).to_dict()
+        truth = {"truth": online, "seconds": time.perf_counter() - began}
         if truth_file is not None:
             write_bytes_atomic(truth_file, json.dumps(truth, allow_nan=True).encode("utf-8"))
+    if saved is None or stem is None:
+        began = time.perf_counter()
+        rows = estimate_replicates(setup(), scenario, replicates, seed)
+        saved = {"seconds": time.perf_counter() - began, "setup_seconds": setup().seconds}
+        if stem is not None:
+            rows.write_parquet(stem.with_suffix(".parquet"))
+            write_bytes_atomic(stem.with_suffix(".json"), json.dumps(saved).encode("utf-8"))
+    else:
+        rows = pl.read_parquet(stem.with_suffix(".parquet"))
+    return ScenarioResult(
+        scenario,
+        truth["truth"],
+        rows,
+        saved["seconds"],
+        saved["setup_seconds"],
+        truth_seconds=truth["seconds"],
+    )
+
+
+def estimate_replicates(
+    setup: WorldSetup, scenario: Scenario, replicates: int, seed: int
+) -> pl.DataFrame:
+    """Every estimator on each of ``replicates`` new draws of the window's logs, one row per
+    (replicate, estimator, metric)."""
     rows: list[dict[str, Any]] = []
     for index, child in enumerate(np.random.SeedSequence([seed, 1]).spawn(replicates)):
         for row in one_replicate(setup, scenario, child, index):
             rows.append({"replicate": index, **row})
-    return ScenarioResult(
-        scenario, truth, pl.DataFrame(rows), time.perf_counter() - began, setup.seconds
-    )
+    return pl.DataFrame(rows)
+
+
+def _read_json(path: Path | None) -> Any:
+    if path is None or not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def summarise(result: ScenarioResult) -> pl.DataFrame:
@@ -432,8 +472,8 @@ def render_scenario(result: ScenarioResult) -> list[str]:
         f"{truth['sessions_per_replicate']:,.0f} sessions per replicate; "
         f"{table.height and int(table.get_column('replicates').to_numpy().max())} replicates "
         "of the logs; truth from "
-        f"{truth['replicates']} online replicates (setup {result.setup_seconds:.0f} s, "
-        f"replicates {result.seconds:.0f} s).",
+        f"{truth['replicates']} online replicates (setup {result.setup_seconds:.0f} s, truth "
+        f"{result.truth_seconds:.0f} s, replicates {result.seconds:.0f} s).",
         "",
         "| metric | true control | true treatment | true lift | MC SE of the true lift |",
         "|---|---:|---:|---:|---:|",
@@ -569,32 +609,16 @@ Job = tuple[str, Any, int, int, int, "Path | None"]
 def _run(job: Job) -> Any:
     """Run one job, or read its result from the cache folder when an earlier run finished it."""
     kind, what, replicates, truth_replicates, seed, cache = job
-    name = "aa" if kind == "aa" else _slug(what.name)
-    stem = (
-        None if cache is None else cache / f"{kind}-{name}-{replicates}-{truth_replicates}-{seed}"
-    )
-    if stem is not None and stem.with_suffix(".json").is_file():
-        saved = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
-        if kind == "aa":
-            saved["wilson"] = tuple(saved["wilson"])
-            return saved
-        rows = pl.read_parquet(stem.with_suffix(".parquet"))
-        return ScenarioResult(what, saved["truth"], rows, saved["seconds"], saved["setup_seconds"])
-    if kind == "aa":
-        result: Any = run_aa_gate(replicates, seed)
-        saved = result
-    else:
-        result = run_scenario(what, replicates, truth_replicates, seed, cache)
-        saved = {
-            "truth": result.truth,
-            "seconds": result.seconds,
-            "setup_seconds": result.setup_seconds,
-        }
-    if stem is not None:
-        if kind != "aa":
-            result.rows.write_parquet(stem.with_suffix(".parquet"))
-        write_bytes_atomic(stem.with_suffix(".json"), json.dumps(saved).encode("utf-8"))
-    return result
+    if kind == "scenario":
+        return run_scenario(what, replicates, truth_replicates, seed, cache)
+    path = None if cache is None else cache / f"aa-{replicates}-{seed}.json"
+    saved = _read_json(path)
+    if saved is None:
+        saved = run_aa_gate(replicates, seed)
+        if path is not None:
+            write_bytes_atomic(path, json.dumps(saved).encode("utf-8"))
+    saved["wilson"] = tuple(saved["wilson"])
+    return saved
 
 
 def section(
@@ -613,7 +637,8 @@ def section(
     With ``cache``, each finished scenario (and its truth) and the A/A run are
     kept in that folder, and a later run with the same arguments reads them
     instead of computing them again: a run stopped half way resumes. Remove
-    the folder's results (not its ``truth-*`` files) after changing an estimator.
+    the folder's ``estimates-*`` and ``aa-*`` files (not its ``truth-*`` ones)
+    after changing an estimator (``run_scenario``).
     ``reverse`` runs the jobs last first (the section is the same): a second
     process with the same cache and ``reverse`` works from the other end.
     """
@@ -671,7 +696,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Check recsim abtest's off-policy estimates against the truth.",
     )
     parser.add_argument("--replicates", type=int, default=200, help="log replicates per scenario")
-    parser.add_argument("--truth-replicates", type=int, default=300, help="online replicates")
+    parser.add_argument(
+        "--truth-replicates", type=int, default=1000, help="online replicates per truth"
+    )
     parser.add_argument("--aa-replicates", type=int, default=1000, help="A/A gate replicates")
     parser.add_argument("--scenarios", type=int, default=len(SCENARIOS), help="how many to run")
     parser.add_argument("--workers", type=int, default=2, help="processes")
