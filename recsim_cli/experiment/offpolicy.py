@@ -639,11 +639,7 @@ def weight_diagnostics(
     total, squares = float(used.sum()), float((used**2).sum())
     user = impressions.get_column("user_id")
     sorted_users = sorted_codes(user)
-    codes = (
-        sorted_users[0]
-        if sorted_users is not None
-        else user.cast(pl.Categorical).to_physical().to_numpy().astype(np.int64)
-    )
+    codes = sorted_users[0] if sorted_users is not None else _category_codes(user)[0]
     per_user = np.bincount(codes, weights=w)
     count = np.bincount(codes).astype(np.float64)
     mean = float(w.sum() / n) if n else math.nan

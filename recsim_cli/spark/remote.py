@@ -176,6 +176,11 @@ def join(root: str, *parts: str) -> str:
     return "/".join([root.rstrip("/"), *(p.strip("/") for p in parts)])
 
 
+def parent(url: str) -> str:
+    """The folder holding ``url``."""
+    return url.rsplit("/", 1)[0]
+
+
 class RemoteDataset(Dataset):
     """A dataset at a URL: its files are read by Spark; the small tables are fetched whole."""
 
@@ -209,7 +214,11 @@ class RemoteDataset(Dataset):
 
 def open_remote(root: str, config: SparkConfig | None) -> RemoteDataset:
     """Open the dataset at the URL ``root``; raise `DatasetError` if there is none."""
-    fs = HadoopFS(spark_session(config), root)
+    return _open_at(HadoopFS(spark_session(config), root), root)
+
+
+def _open_at(fs: HadoopFS, root: str) -> RemoteDataset:
+    """The dataset at ``root`` on ``fs``; `DatasetError` if there is none or a file is missing."""
     manifest = read_remote_manifest(fs, root)
     if manifest is None:
         raise DatasetError(
@@ -273,10 +282,7 @@ class RemoteStore:
         return read_remote_manifest(self.fs, self.root)
 
     def open(self) -> RemoteDataset:
-        manifest = self.read_manifest()
-        if manifest is None:
-            raise DatasetError(f"{self.root} is not a dataset (no {MANIFEST_NAME}).")
-        return RemoteDataset(self.root, manifest, self.fs)
+        return _open_at(self.fs, self.root)
 
     def check_folder(self) -> None:
         """Refuse a file, or a folder holding other things than a dataset."""
@@ -353,7 +359,7 @@ class RemoteVersionWriter:
             raise ValueError("there is no current version to carry files from")
         name = Path(relative).relative_to(self.current.version_dir).as_posix()
         target = join(self.dir, name)
-        self.fs.mkdirs(target.rsplit("/", 1)[0])
+        self.fs.mkdirs(parent(target))
         self.fs.copy(join(self.root, relative), target)
         return f"{version_dir_name(self.version)}/{name}"
 
@@ -373,7 +379,7 @@ class RemoteVersionWriter:
                 continue  # _SUCCESS and checksum files
             relative = pattern.format(index)
             target = join(self.dir, relative)
-            self.fs.mkdirs(target.rsplit("/", 1)[0])
+            self.fs.mkdirs(parent(target))
             self.fs.rename(join(self.staging_uri(name), file), target)
             moved.append(f"{version_dir_name(self.version)}/{relative}")
         return tuple(moved)
@@ -386,7 +392,7 @@ class RemoteVersionWriter:
         if local_dir.is_dir():
             for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
                 target = join(self.dir, path.relative_to(local_dir).as_posix())
-                self.fs.mkdirs(target.rsplit("/", 1)[0])
+                self.fs.mkdirs(parent(target))
                 self.fs.upload(path, target)
         data = dumps_json(manifest.to_dict()).encode("utf-8")
         url = join(self.root, MANIFEST_NAME)
